@@ -1,0 +1,201 @@
+"""Run configuration: one YAML file, validated before the pipeline graph exists.
+
+``load_config(path, overrides)`` returns a frozen ``Config`` or raises ``ConfigError`` with a
+one-line message naming the offending key. Unknown keys, wrong types, out-of-range values and
+missing files are all errors. The API key itself never appears here: only the *name* of the
+environment variable that holds it.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from pipeline.records import stable_hash
+
+
+# Benchmarks that ship in PyPI packages; pipeline.decontam knows how to load each.
+BUILTIN_BENCHMARKS = ("humaneval", "gsm8k", "aime2025")
+
+
+class ConfigError(ValueError):
+    """A configuration problem, reported as one line."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class RunConfig(_Section):
+    seed: int = 0
+    problems_per_combo: int = Field(4, ge=1, le=1_000_000, description="per domain x topic x difficulty")
+    seeds_file: str | None = Field(None, description="JSONL of seeds instead of the combinations")
+
+
+class TeacherConfig(_Section):
+    base_url: str = Field("builtin", description="'builtin' or an OpenAI-compatible base URL")
+    model: str = "synthgen-builtin-teacher"
+    api_key_env: str = Field("OPENAI_API_KEY", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+    concurrency: int = Field(16, ge=1, le=1024)
+    temperature: float = Field(0.8, ge=0.0, le=2.0)
+    top_p: float = Field(1.0, gt=0.0, le=1.0)
+    max_tokens: int = Field(2048, ge=16, le=200_000)
+    timeout_s: float = Field(60.0, gt=0.0, le=3600.0)
+    retries: int = Field(4, ge=0, le=20)
+    backoff_s: float = Field(0.5, ge=0.0, le=60.0, description="first retry delay, doubled each retry")
+    max_backoff_s: float = Field(30.0, ge=0.0, le=600.0)
+    # Built-in teacher only: how often it plants defects, and its simulated latency / faults.
+    builtin_defect_scale: float = Field(1.0, ge=0.0, le=10.0)
+    builtin_latency: str = "none"
+    builtin_faults: str = ""
+
+
+class GenerationConfig(_Section):
+    domains: tuple[Literal["code", "math"], ...] = ("code", "math")
+    topics: dict[str, tuple[str, ...]] = Field(
+        default_factory=lambda: {
+            "code": ("strings", "lists", "number theory"),
+            "math": ("arithmetic", "algebra", "geometry"),
+        }
+    )
+    difficulties: tuple[str, ...] = ("easy", "medium", "hard")
+    attempts: int = Field(4, ge=1, le=64)
+
+    @field_validator("domains")
+    @classmethod
+    def _domains_unique(cls, v):
+        if not v or len(set(v)) != len(v):
+            raise ValueError("must be a non-empty list of distinct domains")
+        return v
+
+    @model_validator(mode="after")
+    def _topics_for_domains(self):
+        for domain in self.domains:
+            if not self.topics.get(domain):
+                raise ValueError(f"topics.{domain}: needs at least one topic")
+        if not self.difficulties:
+            raise ValueError("difficulties: needs at least one difficulty")
+        return self
+
+
+class VerifyConfig(_Section):
+    timeout_s: float = Field(5.0, gt=0.0, le=600.0)
+    memory_mb: int = Field(512, ge=32, le=65536)
+    max_output_kb: int = Field(256, ge=1, le=1 << 20)
+    max_file_mb: int = Field(16, ge=0, le=1 << 14)
+    max_processes: int = Field(16, ge=1, le=4096)
+    workers: int = Field(0, ge=0, le=256, description="parallel sandbox runs; 0 = CPU count")
+    math_rel_tol: float = Field(1e-6, ge=0.0, le=0.1)
+
+
+class LanguageConfig(_Section):
+    allowed: tuple[str, ...] = ("en",)
+    min_prob: float = Field(0.8, ge=0.0, le=1.0)
+
+
+class DedupConfig(_Section):
+    enabled: bool = True
+    threshold: float = Field(0.8, gt=0.0, le=1.0)
+    num_perm: int = Field(128, ge=16, le=1024)
+    shingle_size: int = Field(5, ge=1, le=32)
+
+
+class DecontamConfig(_Section):
+    enabled: bool = True
+    ngram: int = Field(13, ge=4, le=100)
+    benchmarks: tuple[str, ...] = Field(("humaneval",), description="built-in names or JSONL/Parquet paths")
+    field: str = Field("text", description="text field of benchmark files given as paths")
+
+    @field_validator("benchmarks")
+    @classmethod
+    def _benchmarks_exist(cls, v):
+        for item in v:
+            if item not in BUILTIN_BENCHMARKS and not Path(item).is_file():
+                raise ValueError(
+                    f"'{item}' is neither a built-in benchmark ({', '.join(BUILTIN_BENCHMARKS)}) "
+                    "nor an existing file"
+                )
+        return v
+
+
+class TokensConfig(_Section):
+    tokenizer: str = Field("qwen2", description="'qwen2' (offline default), a tokenizer.json path or a HF name")
+    chat_template: Literal["chatml"] = "chatml"
+    max_length: int = Field(4096, ge=16, le=1 << 20)
+
+
+class OutputConfig(_Section):
+    shards: int = Field(4, ge=1, le=100_000)
+    compression: Literal["zstd", "snappy", "gzip", "none"] = "zstd"
+
+
+class Config(_Section):
+    run: RunConfig = RunConfig()
+    teacher: TeacherConfig = TeacherConfig()
+    generation: GenerationConfig = GenerationConfig()
+    verify: VerifyConfig = VerifyConfig()
+    language: LanguageConfig = LanguageConfig()
+    dedup: DedupConfig = DedupConfig()
+    decontam: DecontamConfig = DecontamConfig()
+    tokens: TokensConfig = TokensConfig()
+    output: OutputConfig = OutputConfig()
+
+    def config_hash(self) -> str:
+        return stable_hash(self.model_dump(mode="json"))[:16]
+
+
+def _apply_override(data: dict, assignment: str) -> None:
+    key, sep, raw = assignment.partition("=")
+    if not sep or not key.strip():
+        raise ConfigError(f"--set {assignment!r}: expected section.key=value")
+    parts = key.strip().split(".")
+    node = data
+    for part in parts[:-1]:
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            raise ConfigError(f"--set {key}: '{part}' is not a section")
+        node = child
+    node[parts[-1]] = yaml.safe_load(raw) if raw.strip() else ""
+
+
+def _format_error(exc: ValidationError) -> str:
+    first = exc.errors()[0]
+    loc = ".".join(str(p) for p in first["loc"]) or "config"
+    msg = first["msg"].removeprefix("Value error, ")
+    if first["type"] == "extra_forbidden":
+        msg = "unknown key"
+    more = len(exc.errors()) - 1
+    return f"{loc}: {msg}" + (f" (and {more} more problem{'s' * (more > 1)})" if more else "")
+
+
+def load_config(path: str | os.PathLike | None, overrides: list[str] = ()) -> Config:
+    data: dict = {}
+    if path is not None:
+        p = Path(path)
+        if not p.is_file():
+            raise ConfigError(f"config file not found: {p}")
+        try:
+            data = yaml.safe_load(p.read_text()) or {}
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            where = f" (line {mark.line + 1})" if mark else ""
+            raise ConfigError(f"{p}: not valid YAML{where}") from None
+        if not isinstance(data, dict):
+            raise ConfigError(f"{p}: the top level must be a mapping of sections")
+        base = p.parent
+        seeds_file = (data.get("run") or {}).get("seeds_file")
+        if isinstance(seeds_file, str) and not Path(seeds_file).is_absolute():
+            data["run"]["seeds_file"] = str(base / seeds_file)
+    for assignment in overrides:
+        _apply_override(data, assignment)
+    try:
+        config = Config.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_format_error(exc)) from None
+    if config.run.seeds_file and not Path(config.run.seeds_file).is_file():
+        raise ConfigError(f"run.seeds_file: file not found: {config.run.seeds_file}")
+    return config
