@@ -1,0 +1,297 @@
+"""Generation: seeds -> teacher-written problems -> k solution attempts per problem.
+
+- ``make_seeds(cfg)``: one seed per domain x topic x difficulty x ``run.problems_per_combo``, or
+  the lines of ``run.seeds_file``; ids are stable strings, so "smallest id wins" is meaningful.
+- ``GenerateProblems``: seed -> problem record (kept) | dropped (``teacher_error``,
+  ``truncated``, ``parse_error``, ``schema_invalid``; raw text kept) | errors.
+- ``GenerateAttempts``: problem -> one attempt element per attempt index. A failed attempt is not
+  dropped here: it carries ``attempt_status`` and is judged with the others in ``SelectAttempt``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import apache_beam as beam
+import xxhash
+
+from pipeline import records
+from pipeline.config import Config
+from pipeline.prompts import ATTEMPT_TEMPLATES, PROBLEM_TEMPLATES, load_template
+from pipeline.schemas import schema_errors
+from pipeline.teacher import (
+    OK,
+    ConcurrentDoFn,
+    TeacherFatalError,
+    count_usage,
+    open_teacher,
+    sampling_json,
+)
+
+_FENCE = re.compile(r"```(?:json)?\s*(.*?)```", re.DOTALL)
+
+
+class ParseError(ValueError):
+    pass
+
+
+def slug(text: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "_", text.lower()).strip("_") or "x"
+
+
+def seed_id(domain: str, topic: str, difficulty: str, index: int) -> str:
+    return f"{domain}-{slug(topic)}-{slug(difficulty)}-{index:05d}"
+
+
+def request_seed(run_seed: int, record_id: str, attempt: int = -1) -> int:
+    """The OpenAI ``seed`` parameter of one request: stable per run seed, record and attempt."""
+    return xxhash.xxh32_intdigest(f"{run_seed}/{record_id}/{attempt}".encode()) & 0x7FFFFFFF
+
+
+def make_seeds(cfg: Config) -> list[dict]:
+    if cfg.run.seeds_file:
+        return _seeds_from_file(Path(cfg.run.seeds_file), cfg)
+    seeds = []
+    for domain in cfg.generation.domains:
+        for topic in cfg.generation.topics[domain]:
+            for difficulty in cfg.generation.difficulties:
+                for index in range(cfg.run.problems_per_combo):
+                    seeds.append(_seed(domain, topic, difficulty, index))
+    return seeds
+
+
+def _seed(domain, topic, difficulty, index, record_id=None) -> dict:
+    return {
+        "id": record_id or seed_id(domain, topic, difficulty, index),
+        "domain": domain,
+        "topic": topic,
+        "difficulty": difficulty,
+        "index": index,
+    }
+
+
+def _seeds_from_file(path: Path, cfg: Config) -> list[dict]:
+    """Seeds from JSONL: ``{"domain", "topic", "difficulty"[, "id"]}`` per line."""
+    seeds, counts, ids = [], {}, set()
+    for number, line in enumerate(path.read_text().splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            item = json.loads(line)
+            domain, topic, difficulty = item["domain"], item["topic"], item["difficulty"]
+        except (ValueError, KeyError, TypeError) as exc:
+            raise ValueError(f"{path}:{number}: not a seed object ({exc})") from None
+        if domain not in cfg.generation.domains:
+            raise ValueError(f"{path}:{number}: domain {domain!r} is not in generation.domains")
+        key = (domain, topic, difficulty)
+        index = counts.get(key, 0)
+        counts[key] = index + 1
+        seed = _seed(domain, topic, difficulty, index, item.get("id"))
+        if seed["id"] in ids:
+            raise ValueError(f"{path}:{number}: duplicate seed id {seed['id']!r}")
+        ids.add(seed["id"])
+        seeds.append(seed)
+    return seeds
+
+
+def parse_json_answer(text: str) -> dict:
+    """The JSON object in a teacher answer: bare, or inside a ```json fence."""
+    fenced = _FENCE.search(text)
+    candidate = fenced.group(1) if fenced else text
+    start, end = candidate.find("{"), candidate.rfind("}")
+    if start < 0 or end <= start:
+        raise ParseError("no JSON object in the answer")
+    try:
+        value = json.loads(candidate[start : end + 1])
+    except json.JSONDecodeError as exc:
+        raise ParseError(f"invalid JSON: {exc.msg} at char {exc.pos}") from None
+    if not isinstance(value, dict):
+        raise ParseError("the JSON value is not an object")
+    return value
+
+
+def parse_answer(text: str, schema: str) -> tuple[dict | None, str | None, str]:
+    """(fields, reason, detail): fields when ``text`` holds a JSON object matching ``schema``."""
+    try:
+        value = parse_json_answer(text)
+    except ParseError as exc:
+        return None, records.PARSE_ERROR, str(exc)
+    # Teachers add bookkeeping fields of their own; only the schema's fields are used.
+    props = _schema_properties(schema)
+    fields = {k: v for k, v in value.items() if k in props}
+    problem = schema_errors(schema, fields)
+    if problem:
+        return None, records.SCHEMA_INVALID, problem
+    return fields, None, ""
+
+
+def _schema_properties(schema: str) -> set[str]:
+    from pipeline.schemas import load_schema
+
+    return set(load_schema(schema)["properties"])
+
+
+def problem_messages(seed: dict) -> list[dict]:
+    template = load_template(PROBLEM_TEMPLATES[seed["domain"]])
+    text = template.render(
+        topic=seed["topic"], difficulty=seed["difficulty"], index=seed["index"]
+    )
+    return [{"role": "user", "content": text}]
+
+
+def attempt_messages(problem: dict) -> list[dict]:
+    template = load_template(ATTEMPT_TEMPLATES[problem["domain"]])
+    if problem["domain"] == "code":
+        text = template.render(statement=problem["statement"], entry_point=problem["entry_point"])
+    else:
+        text = template.render(statement=problem["statement"])
+    return [{"role": "user", "content": text}]
+
+
+class _TeacherFn(ConcurrentDoFn):
+    """Shared plumbing: a teacher client per worker and usage counters per stage."""
+
+    stage = ""
+
+    def __init__(self, cfg: Config):
+        super().__init__(cfg.teacher.concurrency)
+        self._cfg = cfg
+
+    def setup(self):
+        super().setup()
+        self._client, self._server = open_teacher(self._cfg.teacher, self._cfg.run.seed)
+
+    def teardown(self):
+        super().teardown()
+        if getattr(self, "_client", None) is not None:
+            self._client.close()
+        if getattr(self, "_server", None) is not None:
+            self._server.stop()
+
+    def work(self, element):
+        try:
+            return [self.generate(element)]
+        except TeacherFatalError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - a bad record goes to the errors output
+            return [(records.ERRORS, records.error(element, self.stage, exc))]
+
+    def generate(self, element) -> tuple[str, dict]:
+        raise NotImplementedError
+
+    @staticmethod
+    def counter_name(tag: str, value: dict) -> str:
+        return value["reason"] if tag in (records.DROPPED, records.ERRORS) else tag
+
+    def on_result(self, tag, value):
+        result = value.pop("_usage", None)
+        if result is not None:
+            count_usage(f"teacher.{self.stage}", result)
+        beam.metrics.Metrics.counter(self.stage, self.counter_name(tag, value)).inc()
+
+
+class _ProblemFn(_TeacherFn):
+    stage = records.GENERATE
+
+    def generate(self, seed):
+        cfg = self._cfg
+        template = load_template(PROBLEM_TEMPLATES[seed["domain"]])
+        req_seed = request_seed(cfg.run.seed, seed["id"])
+        result = self._client.complete(problem_messages(seed), req_seed)
+        record = {
+            **seed,
+            "teacher_model": cfg.teacher.model,
+            "sampling": sampling_json(cfg.teacher, req_seed),
+            "problem_prompt_hash": template.hash,
+            "config_hash": cfg.config_hash(),
+            "_usage": result,
+        }
+        if result.status != OK:
+            return records.DROPPED, records.drop(
+                record, self.stage, result.status, result.detail, raw=result.content or None
+            )
+        fields, reason, detail = parse_answer(result.content, f"{seed['domain']}_problem")
+        if reason:
+            return records.DROPPED, records.drop(
+                record, self.stage, reason, detail, raw=result.content
+            )
+        return records.KEPT, {**record, **fields}
+
+
+class GenerateProblems(beam.PTransform):
+    def __init__(self, cfg: Config):
+        super().__init__()
+        self._cfg = cfg
+
+    def expand(self, seeds):
+        tagged = seeds | "AskTeacherForProblems" >> beam.ParDo(_ProblemFn(self._cfg)).with_outputs(
+            records.DROPPED, records.ERRORS, main=records.KEPT
+        )
+        return records.split_outputs(tagged)
+
+
+def attempt_requests(problem: dict, attempts: int):
+    for attempt in range(attempts):
+        yield {**problem, "attempt": attempt}
+
+
+class _AttemptFn(_TeacherFn):
+    stage = records.ATTEMPTS
+
+    def generate(self, element):
+        cfg = self._cfg
+        template = load_template(ATTEMPT_TEMPLATES[element["domain"]])
+        req_seed = request_seed(cfg.run.seed, element["id"], element["attempt"])
+        result = self._client.complete(attempt_messages(element), req_seed)
+        out = {
+            **element,
+            "attempt_prompt_hash": template.hash,
+            "attempt_sampling": sampling_json(cfg.teacher, req_seed),
+            "attempt_raw": result.content,
+            "attempt_status": result.status,
+            "attempt_detail": result.detail,
+            "solution": None,
+            "attempt_answer": None,
+            "attempt_program": None,
+            "_usage": result,
+        }
+        if result.status == OK:
+            fields, reason, detail = parse_answer(result.content, f"{element['domain']}_attempt")
+            if reason:
+                out.update(attempt_status=reason, attempt_detail=detail)
+            elif element["domain"] == "code":
+                out["solution"] = fields["solution"]
+            else:
+                out.update(
+                    solution=fields["reasoning"],
+                    attempt_answer=fields["answer"],
+                    attempt_program=fields["program"],
+                )
+        return records.KEPT, out
+
+    @staticmethod
+    def counter_name(tag, value):
+        return value["attempt_status"] if tag == records.KEPT else value["reason"]
+
+
+class GenerateAttempts(beam.PTransform):
+    """problem -> ``generation.attempts`` attempt elements (kept) | errors."""
+
+    def __init__(self, cfg: Config):
+        super().__init__()
+        self._cfg = cfg
+
+    def expand(self, problems):
+        k = self._cfg.generation.attempts
+        tagged = (
+            problems
+            | "FanOutAttempts" >> beam.FlatMap(attempt_requests, k)
+            | "SpreadAttempts" >> beam.Reshuffle()
+            | "AskTeacherForAttempts"
+            >> beam.ParDo(_AttemptFn(self._cfg)).with_outputs(
+                records.DROPPED, records.ERRORS, main=records.KEPT
+            )
+        )
+        return records.split_outputs(tagged)
