@@ -1,0 +1,335 @@
+"""Dedup: problem -> kept | dropped(exact_duplicate | near_duplicate) | errors.
+
+The text compared is the problem's ``statement``, normalised by ``normalize_text``
+(NFKC, lowercase, Unicode punctuation removed, whitespace collapsed). "Smallest id wins"
+means the lexicographically smallest ``id``; record ids are assumed unique.
+
+1. Exact: records are keyed by ``exact_key`` (a hash of the normalised text) and grouped
+   (``GroupByExactKey``); in each group the smallest id survives and the others are dropped
+   as ``exact_duplicate`` with ``detail`` = the survivor's id.
+2. Near: every exact survivor gets a MinHash ``signature`` of its word ``shingles``
+   (datasketch, ``num_perm`` permutations, seed 1), cut into LSH bands
+   (``lsh_params``: datasketch's own optimum for ``threshold``, weighted for recall by
+   ``RECALL_WEIGHTS``). Records are grouped by band
+   key (``GroupByBand``); in each bucket every member is paired with the bucket's smallest id
+   only (a star, so a bucket of k records costs k - 1 candidates, never k^2) and the pair
+   becomes an edge when the Jaccard similarity estimated from the two signatures is at least
+   ``threshold`` (this drops LSH false positives; signatures travel with the ids for it).
+   Edges are de-duplicated, then ``connected_components`` (union-find, root = smallest id)
+   maps every id that has an edge to its component's root. Non-root members are dropped as
+   ``near_duplicate`` with ``detail`` = the root's id.
+
+Every record leaving the stage carries ``dedup_cluster``: the id of the record that survives
+for its cluster (its own id when it is unique or is the survivor). For an exact duplicate
+whose survivor is itself a near duplicate, that is the near cluster's root; its ``detail``
+still names the exact match.
+
+Determinism: every decision is a minimum over ids within a key group, so survivors and edges
+do not depend on bundle splits, element order or the runner.
+
+The one global step. Union-find needs all edges of a component in one place, so the edges
+(pairs of ids; no records, no signatures) are grouped under a single key
+(``GroupEdgesGlobally``) and streamed through union-find on one worker, which holds a parent
+map of the ids that have at least one edge. Its size: each record contributes at most one
+edge per band (``bands`` is 16 at the default threshold 0.8 and 128 permutations), and only
+records with a verified near duplicate contribute any; after de-duplication the edges number
+about the near-duplicate records, not the corpus. At roughly 200 bytes per id in the parent
+map (id strings included), a million near-duplicate records need about 200 MB on that
+worker. The resulting (id -> root) map, over those ids only, is joined back to the records as
+an ``AsDict`` side input, so every worker holds that map too (same order of size). A later
+issue makes this step distributed.
+
+Caveats on recall. At the default threshold 0.8 (128 permutations: 9 bands x 13 rows) the LSH
+S-curve catches a pair of true Jaccard 0.8 with probability 0.40 and 0.9 with 0.93, and the
+128-value estimate of a pair just above the threshold falls below it now and then; lower the
+threshold or raise ``num_perm`` for more recall. The star verifies members against the
+bucket's smallest id only: two similar members of a bucket whose smallest id is similar to
+neither are connected only if they also meet in another bucket.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import sys
+import unicodedata
+from collections.abc import Iterable
+
+import apache_beam as beam
+import numpy as np
+
+from pipeline import records
+from pipeline.config import DedupConfig
+
+# Signatures travel between workers as little-endian uint32 bytes. datasketch's default scheme
+# (affine32, 2.x) and its legacy scheme (1.x) both produce values below 2**32.
+_SIG_DTYPE = np.dtype("<u4")
+
+
+@functools.cache
+def _punctuation_table() -> dict[int, str]:
+    """Every Unicode punctuation character (categories P*) mapped to a space."""
+    return {
+        cp: " " for cp in range(sys.maxunicode + 1) if unicodedata.category(chr(cp)).startswith("P")
+    }
+
+
+def normalize_text(text: str) -> str:
+    """NFKC, lowercase, punctuation replaced by spaces, whitespace collapsed."""
+    text = unicodedata.normalize("NFKC", text).lower()
+    return " ".join(text.translate(_punctuation_table()).split())
+
+
+def exact_key(text: str) -> str:
+    """Hex hash of the normalised text: equal keys mean equal normalised texts."""
+    return hashlib.blake2b(normalize_text(text).encode(), digest_size=16).hexdigest()
+
+
+def shingles(text: str, n: int) -> set[bytes]:
+    """Word n-grams of the normalised text (UTF-8); a text of fewer than n words is one shingle."""
+    words = normalize_text(text).split()
+    if len(words) < n:
+        return {" ".join(words).encode()}
+    return {" ".join(words[i : i + n]).encode() for i in range(len(words) - n + 1)}
+
+
+@functools.cache
+def _empty_minhash(num_perm: int, seed: int):
+    from datasketch import MinHash
+
+    return MinHash(num_perm=num_perm, seed=seed)
+
+
+def signature(text: str, num_perm: int, n: int, seed: int = 1) -> np.ndarray:
+    """MinHash signature (``num_perm`` values) of the text's word n-gram shingles."""
+    # Copying a cached empty MinHash skips regenerating its permutations for every text.
+    minhash = _empty_minhash(num_perm, seed).copy()
+    minhash.update_batch(sorted(shingles(text, n)))
+    return minhash.digest()
+
+
+def estimated_jaccard(sig_a: np.ndarray, sig_b: np.ndarray) -> float:
+    """Fraction of equal signature positions: the MinHash estimate of Jaccard similarity."""
+    return float(np.count_nonzero(np.asarray(sig_a) == np.asarray(sig_b))) / len(sig_a)
+
+
+# LSH candidates are verified by estimated Jaccard, so a false positive costs one comparison
+# while a false negative is a duplicate kept: weight misses 19:1 when choosing bands x rows.
+# At threshold 0.8 and 128 permutations this gives 16 bands x 8 rows (collision probability
+# 0.95 at Jaccard 0.8, 0.99 at 0.85) instead of datasketch's default 9 x 13 (0.40 and 0.69).
+RECALL_WEIGHTS = (0.05, 0.95)
+
+
+@functools.cache
+def lsh_params(
+    threshold: float,
+    num_perm: int,
+    false_positive_weight: float = 0.5,
+    false_negative_weight: float = 0.5,
+) -> tuple[int, int]:
+    """``(bands, rows)`` as datasketch's ``MinHashLSH`` would choose them (same weights)."""
+    from datasketch.lsh import _optimal_param
+
+    bands, rows = _optimal_param(threshold, num_perm, false_positive_weight, false_negative_weight)
+    return int(bands), int(rows)
+
+
+def band_keys(sig: np.ndarray, bands: int, rows: int) -> list[str]:
+    """One key per band: the band index and a hash of the band's values."""
+    values = np.asarray(sig).astype(_SIG_DTYPE)
+    if bands * rows > len(values):
+        raise ValueError(f"{bands} bands x {rows} rows need more than {len(values)} values")
+    keys = []
+    for band in range(bands):
+        chunk = values[band * rows : (band + 1) * rows].tobytes()
+        keys.append(f"{band}:{hashlib.blake2b(chunk, digest_size=12).hexdigest()}")
+    return keys
+
+
+def connected_components(edges: Iterable[tuple[str, str]]) -> dict[str, str]:
+    """Union-find over ``edges``: every id seen maps to its component's smallest id."""
+    parent: dict[str, str] = {}
+
+    def find(node: str) -> str:
+        root = parent.setdefault(node, node)
+        while parent[root] != root:
+            root = parent[root]
+        while parent[node] != root:  # path compression
+            parent[node], node = root, parent[node]
+        return root
+
+    for a, b in edges:
+        root_a, root_b = find(a), find(b)
+        if root_a != root_b:
+            # The smaller id becomes the root, so every root is its component's minimum.
+            if root_b < root_a:
+                root_a, root_b = root_b, root_a
+            parent[root_b] = root_a
+    return {node: find(node) for node in parent}
+
+
+# ---- Beam wiring ------------------------------------------------------------------------
+
+
+def _counter(reason: str):
+    return beam.metrics.Metrics.counter(records.DEDUP, reason)
+
+
+def _error_output(record, exc: Exception):
+    _counter(records.ERROR).inc()
+    return beam.pvalue.TaggedOutput(records.ERRORS, records.error(record, records.DEDUP, exc))
+
+
+class _KeyByTextFn(beam.DoFn):
+    """record -> (exact_key(statement), record); a record without a text goes to errors."""
+
+    def process(self, record):
+        try:
+            if not isinstance(record["id"], str):
+                raise TypeError(f"id must be a string, got {type(record['id']).__name__}")
+            key = exact_key(record["statement"])
+        except Exception as exc:  # noqa: BLE001 - routed to the errors output with its text
+            yield _error_output(record, exc)
+            return
+        yield key, record
+
+
+def _pick_exact_survivor(group):
+    """(key, records) -> the smallest id kept; the others tagged as exact duplicates.
+
+    Two passes over the grouped iterable instead of sorting it, so a huge group is streamed.
+    """
+    _, members = group
+    survivor = min((r["id"], r["statement"]) for r in members)
+    kept = False
+    for record in members:
+        if not kept and (record["id"], record["statement"]) == survivor:
+            kept = True
+            yield record
+        else:
+            _counter(records.EXACT_DUPLICATE).inc()
+            yield beam.pvalue.TaggedOutput(
+                records.DROPPED,
+                records.drop(
+                    record,
+                    records.DEDUP,
+                    records.EXACT_DUPLICATE,
+                    survivor[0],
+                    dedup_cluster=survivor[0],
+                ),
+            )
+
+
+class _BandFn(beam.DoFn):
+    """record -> (band key, (id, signature bytes)) for every band."""
+
+    def __init__(self, cfg: DedupConfig):
+        self._cfg = cfg
+
+    def setup(self):
+        self._bands, self._rows = lsh_params(
+            self._cfg.threshold, self._cfg.num_perm, *RECALL_WEIGHTS
+        )
+
+    def process(self, record):
+        try:
+            sig = signature(record["statement"], self._cfg.num_perm, self._cfg.shingle_size)
+            keys = band_keys(sig, self._bands, self._rows)
+        except Exception as exc:  # noqa: BLE001 - routed to the errors output with its text
+            yield _error_output(record, exc)
+            return
+        member = (record["id"], np.asarray(sig).astype(_SIG_DTYPE).tobytes())
+        for key in keys:
+            yield key, member
+
+
+def _bucket_edges(bucket, threshold: float):
+    """(band key, members) -> verified edges (smallest id, other id); a star, not all pairs."""
+    _, members = bucket
+    root_id, root_sig = min(members)
+    root = np.frombuffer(root_sig, dtype=_SIG_DTYPE)
+    for member_id, member_sig in members:
+        if member_id == root_id:
+            continue
+        if estimated_jaccard(root, np.frombuffer(member_sig, dtype=_SIG_DTYPE)) >= threshold:
+            yield root_id, member_id
+
+
+def _components(keyed_edges):
+    """(_, all edges) -> (id, root) for every id that has an edge."""
+    _, edges = keyed_edges
+    yield from connected_components(edges).items()
+
+
+def _with_final_cluster(record: dict, components: dict) -> dict:
+    """An exact duplicate's cluster follows its survivor into the survivor's near cluster."""
+    cluster = record["dedup_cluster"]
+    return {**record, "dedup_cluster": components.get(cluster, cluster)}
+
+
+class _MarkNearDuplicatesFn(beam.DoFn):
+    """Exact survivor -> kept (its own cluster root) or dropped as a near duplicate."""
+
+    def process(self, record, components):
+        root = components.get(record["id"], record["id"])
+        if root == record["id"]:
+            _counter(records.KEPT).inc()
+            yield {**record, "dedup_cluster": root}
+        else:
+            _counter(records.NEAR_DUPLICATE).inc()
+            yield beam.pvalue.TaggedOutput(
+                records.DROPPED,
+                records.drop(
+                    record, records.DEDUP, records.NEAR_DUPLICATE, root, dedup_cluster=root
+                ),
+            )
+
+
+def _own_cluster(record: dict) -> tuple[dict, None, str]:
+    return {**record, "dedup_cluster": record["id"]}, None, ""
+
+
+class Dedup(beam.PTransform):
+    """Problem records -> StageOutputs; exact then near duplicates of ``statement`` dropped."""
+
+    def __init__(self, cfg: DedupConfig):
+        super().__init__()
+        self._cfg = cfg
+
+    def expand(self, problems):
+        if not self._cfg.enabled:
+            return records.route(problems, "KeepAll", records.DEDUP, _own_cluster)
+
+        keyed = problems | "KeyByExactKey" >> beam.ParDo(_KeyByTextFn()).with_outputs(
+            records.ERRORS, main="keyed"
+        )
+        exact = (
+            keyed.keyed
+            | "GroupByExactKey" >> beam.GroupByKey()
+            | "PickExactSurvivor"
+            >> beam.FlatMap(_pick_exact_survivor).with_outputs(records.DROPPED, main=records.KEPT)
+        )
+        banded = exact[records.KEPT] | "BandSignatures" >> beam.ParDo(
+            _BandFn(self._cfg)
+        ).with_outputs(records.ERRORS, main="banded")
+        edges = (
+            banded.banded
+            | "GroupByBand" >> beam.GroupByKey()
+            | "VerifiedStarEdges" >> beam.FlatMap(_bucket_edges, threshold=self._cfg.threshold)
+            | "DistinctEdges" >> beam.Distinct()
+        )
+        components = beam.pvalue.AsDict(
+            edges
+            | "KeyEdgesGlobally" >> beam.Map(lambda edge: (None, edge))
+            | "GroupEdgesGlobally" >> beam.GroupByKey()
+            | "ConnectComponents" >> beam.FlatMap(_components)
+        )
+        near = exact[records.KEPT] | "MarkNearDuplicates" >> beam.ParDo(
+            _MarkNearDuplicatesFn(), components
+        ).with_outputs(records.DROPPED, main=records.KEPT)
+        exact_dropped = exact[records.DROPPED] | "ResolveExactClusters" >> beam.Map(
+            _with_final_cluster, components
+        )
+        dropped = (exact_dropped, near[records.DROPPED]) | "FlattenDropped" >> beam.Flatten()
+        errors = (keyed[records.ERRORS], banded[records.ERRORS]) | "FlattenErrors" >> beam.Flatten()
+        return records.StageOutputs(near[records.KEPT], dropped, errors)
