@@ -1,0 +1,435 @@
+"""Sandbox: verdicts, limits and what candidate code cannot do."""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+from pipeline import records
+from pipeline.config import VerifyConfig
+from pipeline.sandbox import (
+    ISOLATION_PROCESS,
+    ISOLATION_PROCESS_UID,
+    Limits,
+    Sandbox,
+    SandboxUnavailable,
+)
+
+TIMEOUT_S = 1.5
+SYSTEM_PYTHON = "/usr/bin/python3"
+
+ADD = "def add(a, b):\n    return a + b\n"
+ADD_TESTS = """\
+from solution import add
+
+
+def test_small():
+    assert add(1, 2) == 3
+
+
+def test_negative():
+    assert add(-1, -2) == -3
+"""
+PASSING = "from solution import add\n\n\ndef test_ok():\n    assert add(1, 2) == 3\n"
+
+
+LIMITS = Limits(timeout_s=TIMEOUT_S, memory_mb=256, max_output_kb=64)
+
+
+@pytest.fixture(scope="module", params=["default", "no-uid"])
+def sandbox(request):
+    """The strongest level this machine allows, and (as root) the plain process level too."""
+    if request.param == "no-uid":
+        if not (hasattr(os, "geteuid") and os.geteuid() == 0):
+            pytest.skip("not root: the default sandbox already runs at the process level")
+        box = Sandbox(LIMITS, unprivileged_uid=None)
+        assert box.isolation_level == ISOLATION_PROCESS
+    else:
+        box = Sandbox(LIMITS)
+    yield box
+    box.close()
+
+
+def _uid_python_available() -> bool:
+    return hasattr(os, "geteuid") and os.geteuid() == 0 and os.access(SYSTEM_PYTHON, os.X_OK)
+
+
+@pytest.fixture(scope="module")
+def uid_sandbox():
+    """A sandbox that drops to uid 65534: needs root and an interpreter that uid can run."""
+    if not _uid_python_available():
+        pytest.skip("uid drop needs root and a world-readable interpreter")
+    box = Sandbox(Limits(timeout_s=TIMEOUT_S, memory_mb=256), python=SYSTEM_PYTHON)
+    if box.isolation_level != ISOLATION_PROCESS_UID:
+        pytest.skip(f"uid drop unavailable here: {box.isolation_note}")
+    return box
+
+
+def _gone_or_zombie(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return True
+    return stat.rsplit(")", 1)[1].split()[0] == "Z"
+
+
+# --------------------------------------------------------------------------- basics
+
+
+def test_limits_from_config():
+    cfg = VerifyConfig(timeout_s=2.5, memory_mb=128, max_output_kb=8, max_file_mb=1)
+    assert Limits.from_config(cfg) == Limits(2.5, 128, 8, 1, 16)
+
+
+def test_isolation_level_is_known(sandbox):
+    assert sandbox.isolation_level in (ISOLATION_PROCESS, ISOLATION_PROCESS_UID)
+
+
+def test_correct_solution_passes(sandbox):
+    result = sandbox.run_tests(ADD, ADD_TESTS)
+    assert result["verdict"] == records.PASS, result
+    assert (result["tests_run"], result["tests_passed"]) == (2, 2)
+    assert result["isolation_level"] == sandbox.isolation_level
+    assert set(result) == {
+        "verdict",
+        "tests_run",
+        "tests_passed",
+        "duration_s",
+        "detail",
+        "isolation_level",
+    }
+
+
+def test_wrong_solution_fails_with_the_first_failing_test(sandbox):
+    result = sandbox.run_tests("def add(a, b):\n    return a - b\n", ADD_TESTS)
+    assert result["verdict"] == records.FAIL_TESTS
+    assert (result["tests_run"], result["tests_passed"]) == (2, 0)
+    assert "test_small" in result["detail"] and "AssertionError" in result["detail"]
+    assert "assert add(1, 2) == 3" in result["detail"]
+
+
+@pytest.mark.parametrize(
+    "tests",
+    [
+        "from solution import add\n",
+        "",
+        "from solution import add\ntest_value = 3\n",
+        "from solution import test_helper\n",
+    ],
+    ids=["imports-only", "empty", "not-a-function", "imported-test"],
+)
+def test_no_tests_is_not_a_pass(sandbox, tests):
+    result = sandbox.run_tests(ADD + "def test_helper():\n    pass\n", tests)
+    assert result["verdict"] == records.FAIL_TESTS
+    assert result["tests_run"] == 0
+    assert "no tests" in result["detail"]
+
+
+def test_tests_run_in_definition_order_and_all_are_counted(sandbox):
+    tests = """\
+order = []
+
+
+def test_b():
+    order.append("b")
+
+
+def test_a():
+    order.append("a")
+    assert False, "boom"
+
+
+def test_check_order():
+    assert order == ["b", "a"]
+"""
+    result = sandbox.run_tests("", tests)
+    assert result["verdict"] == records.FAIL_TESTS
+    assert (result["tests_run"], result["tests_passed"]) == (3, 2)
+    assert result["detail"].startswith("1/3 failed; test_a: AssertionError: boom")
+
+
+def test_syntax_error_in_solution_fails(sandbox):
+    result = sandbox.run_tests("def add(a, b) return a + b\n", ADD_TESTS)
+    assert result["verdict"] == records.FAIL_TESTS
+    assert "SyntaxError" in result["detail"]
+
+
+def test_coroutine_test_is_not_a_pass(sandbox):
+    result = sandbox.run_tests("", "async def test_never_runs():\n    assert False\n")
+    assert result["verdict"] == records.FAIL_TESTS
+
+
+# ----------------------------------------------------------------- cannot forge a pass
+
+FORGED_REPORT = (
+    "import sys\nimport os\n"
+    "line = '0' * 32 + \" {'run': 1, 'passed': 1, 'error': None, 'memory': False}\\n\"\n"
+)
+
+
+@pytest.mark.parametrize(
+    ("solution", "tests"),
+    [
+        ("import os\nos._exit(0)\n", PASSING),
+        (ADD, "from solution import add\nimport os\n\ndef test_a():\n    os._exit(0)\n"),
+        ("import sys\nsys.exit(0)\n", PASSING),
+        (ADD, "import sys\nfrom solution import add\n\ndef test_a():\n    sys.exit(0)\n"),
+        (ADD, "from solution import add\n\ndef test_a():\n    raise SystemExit(0)\n"),
+        (
+            "print('All tests passed')\nprint('PASS')\nimport os\nos._exit(0)\n",
+            PASSING,
+        ),
+        (FORGED_REPORT + "print(line)\nos._exit(0)\n", PASSING),
+        (
+            FORGED_REPORT
+            + "os.write(int(sys.argv[2]), b'ready\\n' + line.encode())\nos._exit(0)\n",
+            PASSING,
+        ),
+        ("import os, signal\nos.kill(os.getpid(), signal.SIGKILL)\n", PASSING),
+        ("import os\nos.closerange(3, 64)\n", PASSING),
+        (
+            ADD,
+            "import os\nfrom solution import add\n\n"
+            "def test_fork():\n    if os.fork() == 0:\n        return\n    os._exit(0)\n",
+        ),
+        (ADD, "from solution import add\nimport atexit, os\natexit.register(os._exit, 0)\n"),
+    ],
+    ids=[
+        "os-exit-at-import",
+        "os-exit-in-test",
+        "sys-exit-at-import",
+        "sys-exit-in-test",
+        "raise-systemexit-in-test",
+        "prints-fake-success",
+        "forged-report-on-stdout",
+        "forged-report-on-report-fd",
+        "kills-itself",
+        "closes-report-fd",
+        "forked-child-returns",
+        "no-tests-then-atexit",
+    ],
+)
+def test_early_exits_and_forgeries_never_pass(sandbox, solution, tests):
+    result = sandbox.run_tests(solution, tests)
+    assert result["verdict"] != records.PASS, result
+    assert result["verdict"] in (records.FAIL_TESTS, records.FAIL_NO_REPORT, records.FAIL_CRASH), (
+        result
+    )
+
+
+def test_exit_zero_without_report_is_no_report(sandbox):
+    result = sandbox.run_tests("import os\nos._exit(0)\n", PASSING)
+    assert result["verdict"] == records.FAIL_NO_REPORT
+
+
+# ------------------------------------------------------------------------ resources
+
+
+def test_infinite_loop_times_out_quickly(sandbox):
+    start = time.monotonic()
+    result = sandbox.run_tests("while True:\n    pass\n", PASSING)
+    assert result["verdict"] == records.FAIL_TIMEOUT
+    assert time.monotonic() - start < TIMEOUT_S + 2
+
+
+def test_sleeping_program_times_out(sandbox):
+    result = sandbox.run_program("import time\ntime.sleep(60)\n")
+    assert result["verdict"] == records.FAIL_TIMEOUT
+
+
+@pytest.mark.parametrize(
+    "bomb",
+    ["x = bytearray(4 << 30)\n", "x = []\nwhile True:\n    x.append(' ' * 1_000_000)\n"],
+    ids=["one-allocation", "growing-list"],
+)
+def test_memory_bomb_is_fail_memory(sandbox, bomb):
+    assert sandbox.run_tests(bomb, PASSING)["verdict"] == records.FAIL_MEMORY
+    assert sandbox.run_program(bomb)["verdict"] == records.FAIL_MEMORY
+
+
+def test_huge_output_is_capped(sandbox):
+    start = time.monotonic()
+    result = sandbox.run_program("while True:\n    print('x' * 10000)\n")
+    assert result["verdict"] == records.FAIL_CRASH
+    assert "output exceeded" in result["detail"]
+    assert len(result["detail"]) <= 500
+    assert time.monotonic() - start < TIMEOUT_S + 2
+
+
+def test_huge_file_is_stopped_by_the_file_size_limit():
+    box = Sandbox(Limits(timeout_s=TIMEOUT_S, max_file_mb=1))
+    program = "with open('big', 'wb') as f:\n    f.write(b'x' * (2 << 20))\nprint('done')\n"
+    result = box.run_program(program)
+    assert result["verdict"] == records.FAIL_CRASH
+    assert "File too large" in result["detail"]
+
+
+def test_daemon_holding_stdout_does_not_hang_and_is_killed(sandbox):
+    program = """\
+import os, time
+pid = os.fork()
+if pid == 0:
+    time.sleep(60)
+    os._exit(0)
+print(pid, flush=True)
+"""
+    start = time.monotonic()
+    result = sandbox.run_program(program)
+    assert time.monotonic() - start < TIMEOUT_S
+    assert result["verdict"] == records.PASS
+    daemon = int(result["stdout_last_line"])
+    deadline = time.monotonic() + 2
+    while not _gone_or_zombie(daemon) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert _gone_or_zombie(daemon)
+
+
+# ----------------------------------------------------------------------- isolation
+
+
+def test_candidate_sees_no_api_key(sandbox, monkeypatch):
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test-secret-value")
+    program = "import os\nprint(sorted(os.environ.items()))\n"
+    result = sandbox.run_program(program)
+    assert result["verdict"] == records.PASS
+    assert "OPENAI_API_KEY" not in result["stdout_last_line"]
+    assert "sk-test-secret" not in result["stdout_last_line"]
+    assert "PATH" not in result["stdout_last_line"]
+    tests = (
+        "import os\n\ndef test_env():\n"
+        "    assert 'OPENAI_API_KEY' not in os.environ\n"
+        "    assert not any('sk-test' in v for v in os.environ.values())\n"
+    )
+    assert sandbox.run_tests("", tests)["verdict"] == records.PASS
+
+
+def test_candidate_runs_in_a_fresh_temp_dir_that_is_removed(sandbox):
+    result = sandbox.run_program("import os\nprint(os.getcwd())\n")
+    cwd = result["stdout_last_line"]
+    assert "synthgen-sandbox-" in cwd
+    assert not os.path.exists(cwd)
+
+
+def test_worker_packages_are_not_importable(sandbox):
+    result = sandbox.run_program("import apache_beam\n")
+    assert result["verdict"] == records.FAIL_CRASH
+    assert "ModuleNotFoundError" in result["detail"]
+
+
+def test_writing_outside_the_temp_dir_fails_when_uid_is_dropped(uid_sandbox, tmp_path):
+    target = tmp_path / "escaped.txt"
+    program = f"open({str(target)!r}, 'w').write('x')\n"
+    result = uid_sandbox.run_program(program)
+    assert result["verdict"] == records.FAIL_CRASH
+    assert "PermissionError" in result["detail"]
+    assert not target.exists()
+    assert uid_sandbox.run_program("import os\nprint(os.getuid())\n")["stdout_last_line"] == (
+        "65534"
+    )
+
+
+def test_default_sandbox_cannot_write_outside_when_uid_is_dropped(sandbox, tmp_path):
+    if sandbox.isolation_level != ISOLATION_PROCESS_UID:
+        pytest.skip(f"{sandbox.isolation_level}: {sandbox.isolation_note or 'no uid drop'}")
+    target = tmp_path / "escaped.txt"
+    sandbox.run_program(f"open({str(target)!r}, 'w').write('x')\n")
+    assert not target.exists()
+
+
+def test_process_limit_binds_when_uid_is_dropped(uid_sandbox):
+    program = """\
+import os, time
+children = 0
+try:
+    for _ in range(64):
+        if os.fork() == 0:
+            time.sleep(5)
+            os._exit(0)
+        children += 1
+except OSError:
+    pass
+print(children)
+"""
+    result = uid_sandbox.run_program(program)
+    assert result["verdict"] == records.PASS
+    assert int(result["stdout_last_line"]) < 16
+
+
+# --------------------------------------------------------------- infra and programs
+
+
+def test_program_prints_its_last_line(sandbox):
+    result = sandbox.run_program("print('work')\nprint(6 * 7)\nprint()\n")
+    assert result == {
+        "verdict": records.PASS,
+        "stdout_last_line": "42",
+        "duration_s": result["duration_s"],
+        "detail": "",
+        "isolation_level": sandbox.isolation_level,
+    }
+
+
+@pytest.mark.parametrize(
+    ("program", "needle"),
+    [
+        ("raise ValueError('bad input')\n", "ValueError: bad input"),
+        ("import sys\nprint(1)\nsys.exit(3)\n", "exit 3"),
+        ("print(\n", "SyntaxError"),
+    ],
+)
+def test_failing_program_is_a_crash(sandbox, program, needle):
+    result = sandbox.run_program(program)
+    assert result["verdict"] == records.FAIL_CRASH
+    assert needle in result["detail"]
+    assert result["stdout_last_line"] == ""
+
+
+def test_a_missing_interpreter_is_infra_error_not_a_verdict(monkeypatch):
+    box = Sandbox(Limits(timeout_s=TIMEOUT_S))
+    monkeypatch.setattr(box, "_python", "/nonexistent/python3")
+    result = box.run_tests(ADD, ADD_TESTS)
+    assert result["verdict"] == records.INFRA_ERROR
+    assert "cannot start" in result["detail"]
+    assert box.run_program("print(1)\n")["verdict"] == records.INFRA_ERROR
+
+
+def test_a_broken_interpreter_fails_construction(tmp_path):
+    fake = tmp_path / "python3"
+    fake.write_text("#!/bin/sh\nexit 1\n")
+    fake.chmod(0o755)
+    with pytest.raises(SandboxUnavailable, match="trivial test"):
+        Sandbox(Limits(timeout_s=TIMEOUT_S), python=str(fake), unprivileged_uid=None)
+
+
+def test_correct_solutions_stay_pass_under_concurrency(sandbox):
+    jobs = [(ADD, ADD_TESTS)] * 8 + [
+        ("while True:\n    pass\n", PASSING),
+        ("x = bytearray(4 << 30)\n", PASSING),
+        ("import os\nos._exit(0)\n", PASSING),
+        ("def add(a, b):\n    return a - b\n", ADD_TESTS),
+    ]
+    with ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(lambda job: sandbox.run_tests(*job), jobs))
+    assert [r["verdict"] for r in results[:8]] == [records.PASS] * 8
+    assert [r["verdict"] for r in results[8:]] == [
+        records.FAIL_TIMEOUT,
+        records.FAIL_MEMORY,
+        records.FAIL_NO_REPORT,
+        records.FAIL_TESTS,
+    ]
+
+
+def test_hash_seed_is_fixed_for_deterministic_verdicts(sandbox):
+    program = "print(hash('synthgen'))\n"
+    first = sandbox.run_program(program)["stdout_last_line"]
+    assert first == sandbox.run_program(program)["stdout_last_line"]
+
+
+def test_interpreter_is_the_workers(sandbox):
+    result = sandbox.run_program("import sys\nprint(sys.version_info[:2])\n")
+    assert result["stdout_last_line"] == str(tuple(sys.version_info[:2]))
