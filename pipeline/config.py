@@ -17,7 +17,6 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from pipeline.records import stable_hash
 
-
 # Benchmarks that ship in PyPI packages; pipeline.decontam knows how to load each.
 BUILTIN_BENCHMARKS = ("humaneval", "gsm8k", "aime2025")
 
@@ -32,7 +31,9 @@ class _Section(BaseModel):
 
 class RunConfig(_Section):
     seed: int = 0
-    problems_per_combo: int = Field(4, ge=1, le=1_000_000, description="per domain x topic x difficulty")
+    problems_per_combo: int = Field(
+        4, ge=1, le=1_000_000, description="per domain x topic x difficulty"
+    )
     seeds_file: str | None = Field(None, description="JSONL of seeds instead of the combinations")
 
 
@@ -46,7 +47,9 @@ class TeacherConfig(_Section):
     max_tokens: int = Field(2048, ge=16, le=200_000)
     timeout_s: float = Field(60.0, gt=0.0, le=3600.0)
     retries: int = Field(4, ge=0, le=20)
-    backoff_s: float = Field(0.5, ge=0.0, le=60.0, description="first retry delay, doubled each retry")
+    backoff_s: float = Field(
+        0.5, ge=0.0, le=60.0, description="first retry delay, doubled each retry"
+    )
     max_backoff_s: float = Field(30.0, ge=0.0, le=600.0)
     # Built-in teacher only: how often it plants defects, and its simulated latency / faults.
     builtin_defect_scale: float = Field(1.0, ge=0.0, le=10.0)
@@ -107,7 +110,9 @@ class DedupConfig(_Section):
 class DecontamConfig(_Section):
     enabled: bool = True
     ngram: int = Field(13, ge=4, le=100)
-    benchmarks: tuple[str, ...] = Field(("humaneval",), description="built-in names or JSONL/Parquet paths")
+    benchmarks: tuple[str, ...] = Field(
+        ("humaneval",), description="built-in names or JSONL/Parquet paths"
+    )
     field: str = Field("text", description="text field of benchmark files given as paths")
 
     @field_validator("benchmarks")
@@ -123,7 +128,9 @@ class DecontamConfig(_Section):
 
 
 class TokensConfig(_Section):
-    tokenizer: str = Field("qwen2", description="'qwen2' (offline default), a tokenizer.json path or a HF name")
+    tokenizer: str = Field(
+        "qwen2", description="'qwen2' (offline default), a tokenizer.json path or a HF name"
+    )
     chat_template: Literal["chatml"] = "chatml"
     max_length: int = Field(4096, ge=16, le=1 << 20)
 

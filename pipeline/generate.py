@@ -135,9 +135,7 @@ def _schema_properties(schema: str) -> set[str]:
 
 def problem_messages(seed: dict) -> list[dict]:
     template = load_template(PROBLEM_TEMPLATES[seed["domain"]])
-    text = template.render(
-        topic=seed["topic"], difficulty=seed["difficulty"], index=seed["index"]
-    )
+    text = template.render(topic=seed["topic"], difficulty=seed["difficulty"], index=seed["index"])
     return [{"role": "user", "content": text}]
 
 

@@ -33,7 +33,7 @@ class Template:
         return env.from_string(self.source).render(**variables).strip() + "\n"
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def load_template(name: str, version: int | None = None) -> Template:
     """The given version of a template, or its latest one."""
     folder = resource_dir("prompts") / name

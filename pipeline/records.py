@@ -28,6 +28,7 @@ LANGUAGE = "language"
 DEDUP = "dedup"
 DECONTAM = "decontam"
 ATTEMPTS = "attempts"
+VERIFY = "verify"
 SELECT = "select"
 TOKENS = "tokens"
 
@@ -50,9 +51,20 @@ ERROR = "error"  # an exception inside a stage (a bug or bad record), with its t
 LOST = "lost"  # passed, but another attempt was chosen
 
 REASONS = (
-    TEACHER_ERROR, TRUNCATED, PARSE_ERROR, SCHEMA_INVALID, REFERENCE_FAILED,
-    LANGUAGE_NOT_ALLOWED, LANGUAGE_LOW_CONFIDENCE, EXACT_DUPLICATE, NEAR_DUPLICATE,
-    CONTAMINATED, NO_PASSING_ATTEMPT, ANSWER_DISAGREEMENT, TOO_LONG, ERROR,
+    TEACHER_ERROR,
+    TRUNCATED,
+    PARSE_ERROR,
+    SCHEMA_INVALID,
+    REFERENCE_FAILED,
+    LANGUAGE_NOT_ALLOWED,
+    LANGUAGE_LOW_CONFIDENCE,
+    EXACT_DUPLICATE,
+    NEAR_DUPLICATE,
+    CONTAMINATED,
+    NO_PASSING_ATTEMPT,
+    ANSWER_DISAGREEMENT,
+    TOO_LONG,
+    ERROR,
 )
 
 # Sandbox verdicts.

@@ -21,18 +21,18 @@ TABLES = {"data": "data_row", "rejected": "rejected_row", "attempts": "attempt_r
 _INTEGERS = {"int8": pa.int8(), "int16": pa.int16(), "int32": pa.int32(), "int64": pa.int64()}
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def load_schema(name: str) -> dict:
     return json.loads((resource_dir("schemas") / f"{name}.schema.json").read_text())
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def validator(name: str) -> jsonschema.Draft202012Validator:
     return jsonschema.Draft202012Validator(load_schema(name))
 
 
 def schema_errors(name: str, value) -> str | None:
-    """None when ``value`` matches schema ``name``, else a one-line description of the first error."""
+    """None when ``value`` matches schema ``name``, else the first error in one line."""
     error = jsonschema.exceptions.best_match(validator(name).iter_errors(value))
     if error is None:
         return None
@@ -58,7 +58,7 @@ def _arrow_type(prop: dict) -> tuple[pa.DataType, bool]:
     raise ValueError(f"no Arrow type for JSON Schema type {kind!r}")
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def arrow_schema(table: str) -> pa.Schema:
     """The Arrow schema of output table ``table`` ('data', 'rejected' or 'attempts')."""
     doc = load_schema(TABLES[table])

@@ -128,7 +128,9 @@ class TeacherClient:
         choices = getattr(response, "choices", None) or []
         if not choices or choices[0].message is None:
             return TeacherResult(
-                TEACHER_ERROR, retries=retries, rate_limited=rate_limited,
+                TEACHER_ERROR,
+                retries=retries,
+                rate_limited=rate_limited,
                 detail="malformed response: no choices",
             )
         choice = choices[0]

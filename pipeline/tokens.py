@@ -78,7 +78,9 @@ def _hf(tok, name: str, files_hash: str) -> Tokenizer:
     for token in (IM_START, IM_END, ENDOFTEXT):
         token_id = tok.token_to_id(token)
         if token_id is None:
-            raise ValueError(f"tokenizer {name!r} has no {token} token, needed by the ChatML template")
+            raise ValueError(
+                f"tokenizer {name!r} has no {token} token, needed by the ChatML template"
+            )
         special_ids[token] = token_id
 
     def encode(text):
@@ -118,8 +120,15 @@ def encode_chat(tok: Tokenizer, user: str, assistant: str) -> tuple[np.ndarray, 
     start, end = tok.special_ids[IM_START], tok.special_ids[IM_END]
     newline = tok.encode("\n")
     segments = [
-        ([start], 0), (tok.encode("user\n"), 0), (tok.encode(user), 0), ([end], 0), (newline, 0),
-        ([start], 0), (tok.encode("assistant\n"), 0), (tok.encode(assistant), 1), ([end], 1),
+        ([start], 0),
+        (tok.encode("user\n"), 0),
+        (tok.encode(user), 0),
+        ([end], 0),
+        (newline, 0),
+        ([start], 0),
+        (tok.encode("assistant\n"), 0),
+        (tok.encode(assistant), 1),
+        ([end], 1),
         (newline, 0),
     ]
     ids = np.fromiter((i for seg, _ in segments for i in seg), dtype=np.int32)
@@ -140,7 +149,9 @@ class _TokenizeFn(beam.DoFn):
             ids, mask = encode_chat(self._tok, sample["statement"], solution)
         except Exception as exc:  # noqa: BLE001 - a bad record goes to the errors output
             beam.metrics.Metrics.counter(records.TOKENS, records.ERROR).inc()
-            yield beam.pvalue.TaggedOutput(records.ERRORS, records.error(sample, records.TOKENS, exc))
+            yield beam.pvalue.TaggedOutput(
+                records.ERRORS, records.error(sample, records.TOKENS, exc)
+            )
             return
         if len(ids) > self._cfg.max_length:
             beam.metrics.Metrics.counter(records.TOKENS, records.TOO_LONG).inc()

@@ -19,14 +19,15 @@ attempt but with an infra failure goes to errors instead of ``no_passing_attempt
 Selection rule (``choose_attempt``): among attempts with verdict PASS, the shortest
 ``solution`` text wins, then the lowest attempt index. ``pass_rate`` = passing attempts /
 attempts requested (an attempt that never arrived counts as failed). Math: the passing
-attempts vote with their answers, grouped by ``answers_match`` (ties: the smaller canonical
-string); the majority must match the reference ``answer``, and passing attempts that disagree
-with it become FAIL_ANSWER. The kept ``answer`` is the majority, normalised (exact form).
+attempts vote with their answers, the reference ``answer`` casting one more vote and winning
+ties, grouped by ``answers_match``; the majority must match the reference ``answer``, and
+passing attempts that disagree with it become FAIL_ANSWER. The kept ``answer`` is the
+majority, normalised (exact form).
 
 The sandbox DoFns run checks on a small thread pool (``verify.workers``, 0 = CPU count): a
 check is mostly a wait on a child process, which releases the GIL. Results are emitted from
 ``process`` as they finish and drained in ``finish_bundle``; like every stage here they assume
-the global window (batch). Counters: ``reference/<reason>``, ``attempts/<verdict>``,
+the global window (batch). Counters: ``reference/<reason>``, ``verify/<verdict>``,
 ``select/<reason>``, plus the distribution ``<stage>/sandbox_ms``.
 """
 
@@ -42,7 +43,7 @@ from typing import Any, NamedTuple
 import apache_beam as beam
 
 from pipeline import records
-from pipeline.records import ATTEMPTS, DROPPED, ERRORS, KEPT, REFERENCE, SELECT
+from pipeline.records import DROPPED, ERRORS, KEPT, REFERENCE, SELECT, VERIFY
 from pipeline.sandbox import Limits, Sandbox
 
 NOT_RUN = "NOT_RUN"  # attempt verdict: the teacher's answer could not be parsed, nothing ran
@@ -205,12 +206,15 @@ def answers_match(a: str, b: str, rel_tol: float = 1e-6) -> bool:
     return pa is not None and pb is not None and _numbers_match(pa, pb, rel_tol)
 
 
-def _majority(answers: list[str], rel_tol: float) -> tuple[str, int] | None:
+def _majority(
+    answers: list[str], rel_tol: float, prefer: str | None = None
+) -> tuple[str, int] | None:
     """``(representative raw answer, votes)`` of the largest group of matching answers.
 
     Answers are grouped with ``answers_match`` ("2.3333333" and "7/3" are one vote each for
     the same answer). Exact forms come first, then smaller canonical strings, so the groups,
-    their representative and the tie-break (smaller canonical string) ignore input order.
+    their representative and the tie-break (the group matching ``prefer``, then the smaller
+    canonical string) ignore input order.
     """
     parsed = [(a, p) for a in answers if (p := _parse_number(a)) is not None]
     parsed.sort(key=lambda item: (item[1][1], _canonical(item[1][0]), str(item[0])))
@@ -224,7 +228,13 @@ def _majority(answers: list[str], rel_tol: float) -> tuple[str, int] | None:
             groups.append([(raw, number)])
     if not groups:
         return None
-    best = min(groups, key=lambda g: (-len(g), _canonical(g[0][1][0])))
+    preferred = _parse_number(prefer) if prefer is not None else None
+
+    def rank(group):
+        favoured = preferred is not None and _numbers_match(group[0][1], preferred, rel_tol)
+        return -len(group), not favoured, _canonical(group[0][1][0])
+
+    best = min(groups, key=rank)
     return best[0][0], len(best)
 
 
@@ -423,7 +433,11 @@ def select_attempt(
     majority = None
     if is_math:
         passing = [a for a in work if a["verdict"] == records.PASS]
-        voted = _majority([a.get("attempt_answer") for a in passing], rel_tol)
+        # The reference answer (its program already printed it) is one more vote: a tie
+        # between it and a wrong answer that several attempts share goes to the reference.
+        reference = problem.get("answer")
+        votes = [a.get("attempt_answer") for a in passing] + [reference]
+        voted = _majority(votes, rel_tol, prefer=reference) if passing else None
         majority = voted[0] if voted else None
         for a in passing:
             if majority is None or not answers_match(a.get("attempt_answer"), majority, rel_tol):
@@ -440,7 +454,7 @@ def select_attempt(
         else:
             reason, detail = records.NO_PASSING_ATTEMPT, _verdict_counts(work, attempts_requested)
     elif is_math and not answers_match(majority, problem.get("answer"), rel_tol):
-        agreeing = sum(a["verdict"] == records.PASS for a in work)
+        agreeing = sum(a["verdict"] == records.PASS for a in work)  # after the vote above
         reason = records.ANSWER_DISAGREEMENT
         detail = (
             f"majority answer {majority[:100]!r} ({agreeing} of {len(work)} attempts) != "
@@ -607,7 +621,7 @@ class VerifyAttempts(beam.PTransform):
 
     def __init__(self, verify_cfg, *, sandbox_factory=Sandbox):
         super().__init__()
-        self._fn = _VerifyAttemptFn(ATTEMPTS, *_sandbox_args(verify_cfg), sandbox_factory)
+        self._fn = _VerifyAttemptFn(VERIFY, *_sandbox_args(verify_cfg), sandbox_factory)
 
     def expand(self, attempts):
         tagged = attempts | "RunAttemptsInSandbox" >> beam.ParDo(self._fn).with_outputs(

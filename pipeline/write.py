@@ -80,9 +80,7 @@ class _WriteShardFn(beam.DoFn):
         rows = sorted((r for r in rows if r is not None), key=_sort_key)
         table = rows_to_table(rows, arrow_schema(self._table))
         buffer = io.BytesIO()
-        pq.write_table(
-            table, buffer, compression=self._compression, row_group_size=ROW_GROUP_ROWS
-        )
+        pq.write_table(table, buffer, compression=self._compression, row_group_size=ROW_GROUP_ROWS)
         blob = buffer.getvalue()
         name = shard_name(index, self._num_shards)
         with FileSystems.create(FileSystems.join(self._directory, name)) as handle:
@@ -121,9 +119,8 @@ class WriteShards(beam.PTransform):
     def expand(self, rows):
         n = self._num_shards
         keyed = rows | "KeyByShard" >> beam.Map(lambda r: (shard_of(_sort_key(r)[0], n), r))
-        every_shard = (
-            rows.pipeline
-            | "EveryShard" >> beam.Create([(i, None) for i in range(n)], reshuffle=False)
+        every_shard = rows.pipeline | "EveryShard" >> beam.Create(
+            [(i, None) for i in range(n)], reshuffle=False
         )
         return (
             (keyed, every_shard)
@@ -131,8 +128,6 @@ class WriteShards(beam.PTransform):
             | "GroupByShard" >> beam.GroupByKey()
             | "WriteShard"
             >> beam.ParDo(
-                _WriteShardFn(
-                    self._table, self._directory, self._stats_dir, n, self._compression
-                )
+                _WriteShardFn(self._table, self._directory, self._stats_dir, n, self._compression)
             )
         )

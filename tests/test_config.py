@@ -27,11 +27,23 @@ def test_example_configs_validate():
         ("run:\n  seed: 1\n  bogus: 2\n", "run.bogus: unknown key"),
         ("nosuchsection: {}\n", "nosuchsection: unknown key"),
         ("teacher:\n  concurrency: lots\n", "teacher.concurrency: Input should be a valid integer"),
-        ("teacher:\n  concurrency: 0\n", "teacher.concurrency: Input should be greater than or equal to 1"),
+        (
+            "teacher:\n  concurrency: 0\n",
+            "teacher.concurrency: Input should be greater than or equal to 1",
+        ),
         ("dedup:\n  threshold: 1.5\n", "dedup.threshold: Input should be less than or equal to 1"),
-        ("generation:\n  domains: [code, poetry]\n", "generation.domains.1: Input should be 'code' or 'math'"),
-        ("generation:\n  domains: [code]\n  topics: {code: []}\n", "topics.code: needs at least one topic"),
-        ("teacher:\n  api_key_env: 'not a name'\n", "teacher.api_key_env: String should match pattern"),
+        (
+            "generation:\n  domains: [code, poetry]\n",
+            "generation.domains.1: Input should be 'code' or 'math'",
+        ),
+        (
+            "generation:\n  domains: [code]\n  topics: {code: []}\n",
+            "topics.code: needs at least one topic",
+        ),
+        (
+            "teacher:\n  api_key_env: 'not a name'\n",
+            "teacher.api_key_env: String should match pattern",
+        ),
         ("run:\n  seeds_file: missing.jsonl\n", "run.seeds_file: file not found"),
         ("decontam:\n  benchmarks: [nope.jsonl]\n", "decontam.benchmarks: 'nope.jsonl' is neither"),
         ("- just\n- a list\n", "the top level must be a mapping"),
@@ -53,7 +65,12 @@ def test_missing_file():
 def test_set_overrides_values_and_types(tmp_path):
     cfg = load_config(
         write(tmp_path, "run:\n  seed: 1\n"),
-        ["run.seed=7", "teacher.temperature=0.2", "generation.domains=[math]", "dedup.enabled=false"],
+        [
+            "run.seed=7",
+            "teacher.temperature=0.2",
+            "generation.domains=[math]",
+            "dedup.enabled=false",
+        ],
     )
     assert cfg.run.seed == 7
     assert cfg.teacher.temperature == 0.2
@@ -68,7 +85,9 @@ def test_bad_override(override):
 
 
 def test_seeds_file_relative_to_config(tmp_path):
-    (tmp_path / "seeds.jsonl").write_text('{"domain": "math", "topic": "t", "difficulty": "easy"}\n')
+    (tmp_path / "seeds.jsonl").write_text(
+        '{"domain": "math", "topic": "t", "difficulty": "easy"}\n'
+    )
     cfg = load_config(write(tmp_path, "run:\n  seeds_file: seeds.jsonl\n"))
     assert cfg.run.seeds_file == str(tmp_path / "seeds.jsonl")
 

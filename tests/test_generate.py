@@ -32,7 +32,9 @@ def test_seeds_cover_every_combination_with_unique_ids():
 
 
 def test_seed_ids_sort_by_index():
-    assert seed_id("code", "Number Theory", "easy", 2) < seed_id("code", "Number Theory", "easy", 10)
+    assert seed_id("code", "Number Theory", "easy", 2) < seed_id(
+        "code", "Number Theory", "easy", 10
+    )
     assert seed_id("code", "Number Theory", "easy", 2) == "code-number_theory-easy-00002"
 
 
@@ -45,13 +47,20 @@ def test_seeds_file(tmp_path):
     ]
     path.write_text("\n".join(json.dumps(x) for x in lines) + "\n\n")
     seeds = make_seeds(load_config(None, [f"run.seeds_file={path}"]))
-    assert [s["id"] for s in seeds] == ["math-algebra-easy-00000", "math-algebra-easy-00001", "custom-1"]
+    assert [s["id"] for s in seeds] == [
+        "math-algebra-easy-00000",
+        "math-algebra-easy-00001",
+        "custom-1",
+    ]
 
 
 @pytest.mark.parametrize(
     "line, message",
-    [("not json", "not a seed object"), ('{"domain": "code"}', "not a seed object"),
-     ('{"domain": "poetry", "topic": "t", "difficulty": "d"}', "is not in generation.domains")],
+    [
+        ("not json", "not a seed object"),
+        ('{"domain": "code"}', "not a seed object"),
+        ('{"domain": "poetry", "topic": "t", "difficulty": "d"}', "is not in generation.domains"),
+    ],
 )
 def test_bad_seeds_file(tmp_path, line, message):
     path = tmp_path / "seeds.jsonl"

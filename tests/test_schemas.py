@@ -30,6 +30,9 @@ def test_every_row_schema_has_version_and_lineage():
 
 
 def test_schema_errors_name_the_field():
-    assert schema_errors("math_attempt", {"reasoning": "r", "answer": "1", "program": "print(1)"}) is None
+    assert (
+        schema_errors("math_attempt", {"reasoning": "r", "answer": "1", "program": "print(1)"})
+        is None
+    )
     problem = schema_errors("math_attempt", {"reasoning": "r", "answer": 1, "program": "p"})
     assert problem.startswith("answer:")

@@ -1,4 +1,4 @@
-"""The teacher client's failure classes, against a scripted OpenAI-compatible server on 127.0.0.1."""
+"""The teacher client's failure classes, against a scripted OpenAI-compatible server."""
 
 import json
 import threading
@@ -12,12 +12,24 @@ from pipeline.teacher import OK, TeacherClient, TeacherFatalError
 
 
 def completion(content="{}", finish="stop"):
-    return 200, {}, {
-        "id": "x", "object": "chat.completion", "created": 0, "model": "m",
-        "choices": [{"index": 0, "message": {"role": "assistant", "content": content},
-                     "finish_reason": finish}],
-        "usage": {"prompt_tokens": 11, "completion_tokens": 7, "total_tokens": 18},
-    }
+    return (
+        200,
+        {},
+        {
+            "id": "x",
+            "object": "chat.completion",
+            "created": 0,
+            "model": "m",
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": content},
+                    "finish_reason": finish,
+                }
+            ],
+            "usage": {"prompt_tokens": 11, "completion_tokens": 7, "total_tokens": 18},
+        },
+    )
 
 
 def failure(status, headers=None, message="nope"):
@@ -37,7 +49,9 @@ class Scripted:
 
             def do_POST(self):
                 body = self.rfile.read(int(self.headers["Content-Length"]))
-                outer.requests.append({"body": json.loads(body), "auth": self.headers["Authorization"]})
+                outer.requests.append(
+                    {"body": json.loads(body), "auth": self.headers["Authorization"]}
+                )
                 status, headers, payload = outer.script.pop(0)
                 blob = json.dumps(payload).encode()
                 self.send_response(status)
@@ -69,7 +83,10 @@ def scripted():
         servers.append(server)
         sleeps = []
         client = TeacherClient(
-            TeacherConfig(retries=cfg.pop("retries", 3), **cfg), server.url, key, sleep=sleeps.append
+            TeacherConfig(retries=cfg.pop("retries", 3), **cfg),
+            server.url,
+            key,
+            sleep=sleeps.append,
         )
         return client, server, sleeps
 
@@ -144,8 +161,12 @@ def test_connection_refused_is_retried_then_reported():
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     sleeps = []
-    client = TeacherClient(TeacherConfig(retries=2, timeout_s=2), f"http://127.0.0.1:{port}/v1", "k",
-                           sleep=sleeps.append)
+    client = TeacherClient(
+        TeacherConfig(retries=2, timeout_s=2),
+        f"http://127.0.0.1:{port}/v1",
+        "k",
+        sleep=sleeps.append,
+    )
     result = client.complete(MESSAGES, seed=1)
     assert result.status == records.TEACHER_ERROR and "APIConnectionError" in result.detail
     assert len(sleeps) == 2

@@ -1,5 +1,4 @@
 import apache_beam as beam
-
 import numpy as np
 import pytest
 from apache_beam.testing.test_pipeline import TestPipeline as BeamTestPipeline

@@ -344,13 +344,29 @@ def test_select_math_majority_disagreeing_with_reference_is_dropped():
         _math_attempt(problem, 0, "5"),
         _math_attempt(problem, 1, "5"),
         _math_attempt(problem, 2, "6"),
+        _math_attempt(problem, 3, "5"),
     ]
-    selection = select_attempt(attempts, 3)
+    selection = select_attempt(attempts, 4)
     assert selection.reason == records.ANSWER_DISAGREEMENT
-    assert "majority answer '5' (2 of 3 attempts)" in selection.detail
+    assert "majority answer '5' (3 of 4 attempts)" in selection.detail
     reasons = [row["reason"] for row in selection.attempt_rows]
-    assert reasons == [records.ANSWER_DISAGREEMENT] * 2 + ["failed"]
+    assert reasons == [records.ANSWER_DISAGREEMENT] * 2 + ["failed", records.ANSWER_DISAGREEMENT]
     assert not any(row["chosen"] for row in selection.attempt_rows)
+
+
+def test_select_math_reference_breaks_a_tie():
+    """Two attempts share a wrong answer, two agree with the reference: the reference wins."""
+    problem = _problem("math-4", "math", answer="136")
+    attempts = [
+        _math_attempt(problem, 0, "101"),
+        _math_attempt(problem, 1, "136"),
+        _math_attempt(problem, 2, "101"),
+        _math_attempt(problem, 3, "136"),
+    ]
+    selection = select_attempt(attempts, 4)
+    assert selection.reason is None and selection.record["answer"] == "136"
+    verdicts = [row["verdict"] for row in selection.attempt_rows]
+    assert verdicts == [records.FAIL_ANSWER, records.PASS, records.FAIL_ANSWER, records.PASS]
 
 
 # ------------------------------------------------------------------ Beam
@@ -530,7 +546,7 @@ def test_verify_attempts_adds_verdicts_and_counts_them():
     counters = {
         c.key.metric.name: c.committed
         for c in result.metrics().query(beam.metrics.MetricsFilter())["counters"]
-        if c.key.metric.namespace == records.ATTEMPTS
+        if c.key.metric.namespace == records.VERIFY
     }
     assert counters == {
         "kept": 7,

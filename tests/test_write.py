@@ -16,14 +16,31 @@ FNAPI = ["--runner=FnApiRunner"]
 def data_row(i: int) -> dict:
     n = 5 + i % 7
     return {
-        "id": f"code-x-easy-{i:05d}", "domain": "code", "topic": "x", "difficulty": "easy",
-        "problem": f"problem {i}", "solution": f"solution {i}", "answer": None,
-        "entry_point": "f", "tests": "from solution import f",
-        "input_ids": np.arange(n, dtype=np.int32), "loss_mask": np.ones(n, dtype=np.int8),
-        "num_tokens": n, "tokenizer": "qwen2", "teacher_model": "m", "sampling": "{}",
-        "config_hash": "c", "problem_prompt_hash": "p", "attempt_prompt_hash": "a",
-        "attempt": 0, "attempts": 4, "pass_rate": 0.75, "verdict": "PASS",
-        "isolation_level": "process", "language": "en", "language_prob": 0.99,
+        "id": f"code-x-easy-{i:05d}",
+        "domain": "code",
+        "topic": "x",
+        "difficulty": "easy",
+        "problem": f"problem {i}",
+        "solution": f"solution {i}",
+        "answer": None,
+        "entry_point": "f",
+        "tests": "from solution import f",
+        "input_ids": np.arange(n, dtype=np.int32),
+        "loss_mask": np.ones(n, dtype=np.int8),
+        "num_tokens": n,
+        "tokenizer": "qwen2",
+        "teacher_model": "m",
+        "sampling": "{}",
+        "config_hash": "c",
+        "problem_prompt_hash": "p",
+        "attempt_prompt_hash": "a",
+        "attempt": 0,
+        "attempts": 4,
+        "pass_rate": 0.75,
+        "verdict": "PASS",
+        "isolation_level": "process",
+        "language": "en",
+        "language_prob": 0.99,
         "dedup_cluster": f"code-x-easy-{i:05d}",
     }
 
@@ -54,14 +71,25 @@ def test_round_trip_balanced_shards(tmp_path):
 
 def test_every_shard_is_written_even_when_empty(tmp_path):
     out, stats = str(tmp_path / "rejected"), str(tmp_path / "stats")
-    row = {"id": "a", "domain": "code", "topic": "t", "difficulty": "d", "stage": "generate",
-           "reason": "parse_error", "detail": "x", "teacher_model": "m", "config_hash": "c"}
+    row = {
+        "id": "a",
+        "domain": "code",
+        "topic": "t",
+        "difficulty": "d",
+        "stage": "generate",
+        "reason": "parse_error",
+        "detail": "x",
+        "teacher_model": "m",
+        "config_hash": "c",
+    }
     with BeamTestPipeline(argv=FNAPI) as p:
         _ = p | beam.Create([row]) | WriteShards("rejected", out, stats, 3, "zstd")
     files = sorted((tmp_path / "rejected").glob("*.parquet"))
     assert len(files) == 3
     assert sum(pq.read_metadata(f).num_rows for f in files) == 1
-    by_reason = [json.loads(p.read_text())["by_reason"] for p in (tmp_path / "stats").glob("*.json")]
+    by_reason = [
+        json.loads(p.read_text())["by_reason"] for p in (tmp_path / "stats").glob("*.json")
+    ]
     assert {"generate/parse_error": 1} in by_reason
 
 
@@ -72,7 +100,21 @@ def test_shard_assignment_is_deterministic():
 
 
 def test_rows_to_table_fills_missing_optional_fields():
-    table = rows_to_table([{"problem_id": "p", "attempt": 1, "domain": "math", "verdict": "PASS",
-                            "chosen": True, "detail": "", "teacher_model": "m", "sampling": "{}",
-                            "config_hash": "c", "attempt_prompt_hash": "h"}], arrow_schema("attempts"))
+    table = rows_to_table(
+        [
+            {
+                "problem_id": "p",
+                "attempt": 1,
+                "domain": "math",
+                "verdict": "PASS",
+                "chosen": True,
+                "detail": "",
+                "teacher_model": "m",
+                "sampling": "{}",
+                "config_hash": "c",
+                "attempt_prompt_hash": "h",
+            }
+        ],
+        arrow_schema("attempts"),
+    )
     assert table.num_rows == 1 and table.column("answer").null_count == 1

@@ -1,0 +1,236 @@
+"""The synthgen job: build the Beam graph, run it, move outputs into place, write the manifest.
+
+Stage order (cheap filters before we pay for k solution attempts per problem)::
+
+    Seeds -> GenerateProblems -> VerifyReference -> FilterLanguage -> Dedup -> Decontaminate
+          -> GenerateAttempts -> VerifyAttempts -> SelectAttempt -> Tokenize -> Write
+
+Every problem-level drop and error of every stage goes to ``rejected/``; every attempt goes to
+``attempts/``; kept samples go to ``data/``. The pipeline writes into ``OUT/.tmp-<run id>/``; only
+after it succeeded are the files moved to ``OUT/`` (replacing an earlier run's only with
+``--overwrite``) and ``manifest.json`` is written, last. A failed run leaves the previous
+outputs untouched.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import time
+import uuid
+from collections import Counter
+from importlib import metadata
+
+import apache_beam as beam
+from apache_beam.io.filesystems import FileSystems
+from apache_beam.metrics.metric import MetricsFilter
+from apache_beam.options.pipeline_options import PipelineOptions
+
+import pipeline
+from pipeline import records
+from pipeline.config import Config
+from pipeline.decontam import Decontaminate
+from pipeline.dedup import Dedup
+from pipeline.generate import GenerateAttempts, GenerateProblems, make_seeds
+from pipeline.language import FilterLanguage
+from pipeline.prompts import prompt_hashes
+from pipeline.tokens import Tokenize, load_tokenizer
+from pipeline.verify import SelectAttempt, VerifyAttempts, VerifyReference
+from pipeline.write import WriteShards
+
+TABLE_DIRS = ("data", "rejected", "attempts")
+MANIFEST = "manifest.json"
+_PACKAGES = ("apache-beam", "openai", "pyarrow", "datasketch", "langdetect", "tiktoken", "pydantic")
+
+
+class OutputError(RuntimeError):
+    """The output location cannot be used as asked."""
+
+
+def rejected_row(record: dict) -> dict:
+    return {
+        **record,
+        "problem": record.get("statement"),
+        "raw": record.get("raw"),
+        "detail": record.get("detail", ""),
+        "teacher_model": record.get("teacher_model", ""),
+        "config_hash": record.get("config_hash", ""),
+    }
+
+
+def errored_attempt(record: dict) -> dict:
+    """An attempt that raised inside a stage still takes part in SelectAttempt, as a failure."""
+    return {**record, "verdict": records.ERROR.upper(), "verify_detail": record.get("detail", "")}
+
+
+def build(p: beam.Pipeline, cfg: Config, seeds: list[dict], out_dir: str) -> None:
+    problems = (
+        p
+        | "CreateSeeds" >> beam.Create(seeds, reshuffle=False)
+        | "SpreadSeeds" >> beam.Reshuffle()
+        | "GenerateProblems" >> GenerateProblems(cfg)
+    )
+    reference = problems.kept | "VerifyReference" >> VerifyReference(cfg.verify)
+    language = reference.kept | "FilterLanguage" >> FilterLanguage(cfg.language)
+    dedup = language.kept | "Dedup" >> Dedup(cfg.dedup)
+    decontam = dedup.kept | "Decontaminate" >> Decontaminate(cfg.decontam)
+    attempts = decontam.kept | "GenerateAttempts" >> GenerateAttempts(cfg)
+    verified = attempts.kept | "VerifyAttempts" >> VerifyAttempts(cfg.verify)
+    failed_attempts = (attempts.errors, verified.errors) | "AttemptErrors" >> beam.Flatten()
+    judged = (
+        verified.kept,
+        failed_attempts | "AsFailedAttempts" >> beam.Map(errored_attempt),
+    ) | "AllAttempts" >> beam.Flatten()
+    selected = judged | "SelectAttempt" >> SelectAttempt(cfg.verify, cfg.generation.attempts)
+    tokens = selected.kept | "Tokenize" >> Tokenize(cfg.tokens)
+
+    problem_stages = (problems, reference, language, dedup, decontam, selected, tokens)
+    rejected = (
+        [s.dropped for s in problem_stages] + [s.errors for s in problem_stages]
+        | "AllRejected" >> beam.Flatten()
+        | "RejectedRows" >> beam.Map(rejected_row)
+    )
+    stats_dir = FileSystems.join(out_dir, "_stats")
+    shards, compression = cfg.output.shards, cfg.output.compression
+    for table, rows in (
+        ("data", tokens.kept),
+        ("rejected", rejected),
+        ("attempts", selected.attempt_rows),
+    ):
+        directory = FileSystems.join(out_dir, table)
+        rows | f"Write{table.capitalize()}" >> WriteShards(
+            table, directory, stats_dir, shards, compression
+        )
+
+
+def _exists_nonempty(path: str) -> bool:
+    if not FileSystems.exists(path):
+        return False
+    found = FileSystems.match([FileSystems.join(path, "*")])[0].metadata_list
+    return bool(found)
+
+
+def _clear(paths: list[str]) -> None:
+    existing = [p for p in paths if FileSystems.exists(p)]
+    if existing:
+        FileSystems.delete(existing)
+
+
+def _move_tree(src_dir: str, dst_dir: str) -> None:
+    files = [m.path for m in FileSystems.match([FileSystems.join(src_dir, "*")])[0].metadata_list]
+    if not FileSystems.exists(dst_dir):
+        FileSystems.mkdirs(dst_dir)
+    names = [f.rstrip("/").rsplit("/", 1)[-1] for f in files]
+    FileSystems.rename(files, [FileSystems.join(dst_dir, n) for n in names])
+
+
+def _read_stats(stats_dir: str) -> list[dict]:
+    found = FileSystems.match([FileSystems.join(stats_dir, "*.json")])[0].metadata_list
+    stats = []
+    for item in sorted(found, key=lambda m: m.path):
+        with FileSystems.open(item.path) as handle:
+            stats.append(json.loads(handle.read()))
+    return stats
+
+
+def _counters(result) -> dict[str, dict[str, int]]:
+    out: dict[str, dict[str, int]] = {}
+    for counter in result.metrics().query(MetricsFilter())["counters"]:
+        value = counter.committed if counter.committed is not None else counter.attempted
+        ns, name = counter.key.metric.namespace, counter.key.metric.name
+        out.setdefault(ns, {})
+        out[ns][name] = out[ns].get(name, 0) + int(value or 0)
+    return out
+
+
+def _versions() -> dict[str, str]:
+    versions = {"synthgen": pipeline.__version__, "python": platform.python_version()}
+    for name in _PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = "not installed"
+    return versions
+
+
+def _teacher_summary(counters: dict) -> dict:
+    stages = {
+        ns.removeprefix("teacher."): v for ns, v in counters.items() if ns.startswith("teacher.")
+    }
+    total = Counter()
+    for values in stages.values():
+        total.update(values)
+    return {"total": dict(total), "by_stage": stages}
+
+
+def build_manifest(cfg: Config, run_id: str, requested: int, stats: list[dict], counters, elapsed):
+    by_table = {t: [s for s in stats if s["table"] == t] for t in TABLE_DIRS}
+    rejected = Counter()
+    for s in by_table["rejected"]:
+        rejected.update(s["by_reason"])
+    kept = sum(s["rows"] for s in by_table["data"])
+    isolation = Counter()
+    for s in by_table["attempts"]:
+        isolation.update(s.get("isolation_levels", {}))
+    tok = load_tokenizer(cfg.tokens.tokenizer)
+    shard_fields = ("file", "rows", "tokens", "bytes", "sha256")
+    return {
+        "schema_version": records.SCHEMA_VERSION,
+        "run_id": run_id,
+        "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "elapsed_s": round(elapsed, 3),
+        "versions": _versions(),
+        "config": cfg.model_dump(mode="json"),
+        "config_hash": cfg.config_hash(),
+        "prompts": prompt_hashes(),
+        "tokenizer": {"name": tok.name, "vocab_size": tok.vocab_size, "sha256": tok.files_hash},
+        "funnel": {
+            "requested": requested,
+            "kept": kept,
+            "rejected": sum(rejected.values()),
+            "rejected_by_reason": dict(sorted(rejected.items())),
+            "reconciled": requested == kept + sum(rejected.values()),
+        },
+        "attempts": {
+            "rows": sum(s["rows"] for s in by_table["attempts"]),
+            "isolation_levels": dict(isolation),
+        },
+        "tokens": {"data": sum(s["tokens"] for s in by_table["data"])},
+        "teacher": _teacher_summary(counters),
+        "stages": {ns: v for ns, v in sorted(counters.items()) if not ns.startswith("teacher.")},
+        "shards": {t: [{k: s[k] for k in shard_fields} for s in by_table[t]] for t in TABLE_DIRS},
+    }
+
+
+def run(cfg: Config, output: str, beam_args: list[str], overwrite: bool = False) -> dict:
+    """Run the job into ``output``; returns the manifest (also written as OUT/manifest.json)."""
+    output = output.rstrip("/")
+    if _exists_nonempty(output) and not overwrite:
+        raise OutputError(f"output directory {output} is not empty; pass --overwrite to replace it")
+    seeds = make_seeds(cfg)
+    load_tokenizer(cfg.tokens.tokenizer)  # fail now, not on a worker, if it cannot load
+    run_id = time.strftime("%Y%m%d-%H%M%S") + "-" + uuid.uuid4().hex[:6]
+    tmp_dir = FileSystems.join(output, f".tmp-{run_id}")
+    started = time.monotonic()
+    options = PipelineOptions(beam_args)
+    p = beam.Pipeline(options=options)
+    build(p, cfg, seeds, tmp_dir)
+    result = p.run()
+    result.wait_until_finish()
+    stats = _read_stats(FileSystems.join(tmp_dir, "_stats"))
+    manifest = build_manifest(
+        cfg, run_id, len(seeds), stats, _counters(result), time.monotonic() - started
+    )
+    old = [FileSystems.join(output, n) for n in (*TABLE_DIRS, MANIFEST)]
+    stale = [
+        m.path for m in FileSystems.match([FileSystems.join(output, ".tmp-*")])[0].metadata_list
+    ]
+    _clear(old + [s for s in stale if not s.rstrip("/").endswith(run_id)])
+    for table in TABLE_DIRS:
+        _move_tree(FileSystems.join(tmp_dir, table), FileSystems.join(output, table))
+    _clear([tmp_dir])
+    manifest_tmp = FileSystems.join(output, MANIFEST + ".tmp")
+    with FileSystems.create(manifest_tmp) as handle:
+        handle.write(json.dumps(manifest, indent=2, sort_keys=False).encode())
+    FileSystems.rename([manifest_tmp], [FileSystems.join(output, MANIFEST)])
+    return manifest
