@@ -1,0 +1,120 @@
+"""The command line as a user runs it: a fresh process, the installed ``synthgen`` entry point."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+SYNTHGEN = shutil.which("synthgen") or str(Path(sys.executable).parent / "synthgen")
+SMALL = [
+    "--set",
+    "run.problems_per_combo=1",
+    "--set",
+    "generation.topics={code: [strings], math: [arithmetic]}",
+    "--set",
+    "generation.difficulties=[easy, hard]",
+    "--set",
+    "generation.attempts=2",
+]
+
+
+def synthgen(*args, env=None, timeout=240):
+    return subprocess.run(
+        [SYNTHGEN, *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, **(env or {})},
+    )
+
+
+def assert_one_line_error(proc, code, text):
+    assert proc.returncode == code, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and text in lines[0], proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_run_inspect_and_refuse_to_overwrite(tmp_path):
+    out = tmp_path / "out"
+    proc = synthgen("run", "examples/quickstart.yaml", "--output", str(out), *SMALL)
+    assert proc.returncode == 0, proc.stderr
+    assert "4 requested" in proc.stdout
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["funnel"]["reconciled"] and manifest["funnel"]["requested"] == 4
+    assert not list(out.glob(".tmp-*"))
+    assert len(pd.read_parquet(out / "data")) == manifest["funnel"]["kept"]
+
+    again = synthgen("run", "examples/quickstart.yaml", "--output", str(out), *SMALL)
+    assert_one_line_error(again, 2, "is not empty; pass --overwrite")
+    assert json.loads((out / "manifest.json").read_text()) == manifest  # untouched
+
+    over = synthgen("run", "examples/quickstart.yaml", "--output", str(out), "--overwrite", *SMALL)
+    assert over.returncode == 0, over.stderr
+    assert json.loads((out / "manifest.json").read_text())["run_id"] != manifest["run_id"]
+
+    shown = synthgen("inspect", str(out))
+    assert shown.returncode == 0 and "funnel: 4 requested" in shown.stdout
+
+
+@pytest.mark.parametrize(
+    "args, code, text",
+    [
+        (["run", "missing.yaml", "--output", "x"], 2, "config file not found"),
+        (
+            ["run", "examples/quickstart.yaml", "--output", "x", "--set", "dedup.threshold=7"],
+            2,
+            "dedup.threshold: Input should be less than or equal to 1",
+        ),
+        (
+            ["run", "examples/quickstart.yaml", "--output", "x", "--set", "teacher.bogus=1"],
+            2,
+            "teacher.bogus: unknown key",
+        ),
+        (
+            [
+                "run",
+                "examples/quickstart.yaml",
+                "--output",
+                "x",
+                "--set",
+                "teacher.base_url=http://127.0.0.1:9/v1",
+                "--set",
+                "teacher.api_key_env=SYNTHGEN_UNSET_KEY",
+            ],
+            2,
+            "SYNTHGEN_UNSET_KEY is not set",
+        ),
+        (["inspect", "nowhere"], 2, "has no manifest.json"),
+        (["teacher-server", "--latency", "sometimes"], 2, "latency"),
+    ],
+)
+def test_bad_input_is_one_clear_line(args, code, text):
+    assert_one_line_error(synthgen(*args), code, text)
+
+
+def test_unreachable_teacher_rejects_seeds_instead_of_crashing(tmp_path):
+    out = tmp_path / "out"
+    proc = synthgen(
+        "run",
+        "examples/quickstart.yaml",
+        "--output",
+        str(out),
+        *SMALL,
+        "--set",
+        "teacher.base_url=http://127.0.0.1:9/v1",
+        "--set",
+        "teacher.retries=1",
+        "--set",
+        "teacher.backoff_s=0",
+        env={"OPENAI_API_KEY": "sk-unused"},
+    )
+    assert proc.returncode == 0, proc.stderr
+    rejected = pd.read_parquet(out / "rejected")
+    assert len(rejected) == 4 and set(rejected["reason"]) == {"teacher_error"}
+    assert rejected["detail"].str.contains("APIConnectionError").all()
