@@ -1,0 +1,604 @@
+"""Built-in teacher: an OpenAI-compatible HTTP server over ``teacher_bank``. Not a language model.
+
+It is the demo, test and benchmark teacher (``synthgen teacher-server``, or in process when the
+config says ``base_url: builtin``). It answers synthgen's own prompts from a procedural problem
+bank and plants defects on purpose (see ``pipeline.teacher_bank``).
+
+Contract:
+
+- ``POST /v1/chat/completions``: OpenAI ``chat.completion`` shape. The content is a
+  deterministic function of (server ``seed``, request ``seed``, messages). Any model name and any
+  Authorization header are accepted. Token counts are estimates: ceil(characters / 4) of the
+  message texts (prompt) and of the content (completion). When ``max_tokens`` (or
+  ``max_completion_tokens``) is smaller than that estimate, the content is cut to
+  ``4 * max_tokens`` characters with ``finish_reason: "length"``, as a real server would.
+  Every response carries a top-level ``"synthgen_planted"`` list naming the planted defects
+  ("max_tokens" for a cut caused by the request itself); the pipeline never reads it.
+- ``GET /v1/models`` (and ``/v1/models/<id>``): one model, ``synthgen-builtin-teacher``, whose
+  description says it is a procedural problem bank, not a language model.
+- Errors are OpenAI-style ``{"error": {"message", "type", "code", "param"}}``: 400 for a bad
+  body (not JSON, no messages, ``stream: true``, a non-integer seed), 404 for unknown paths.
+- ``faults`` (``"429=0.1,500=0.05,503=0.01,timeout=0.02,retry_after=1,timeout_s=30"``) and
+  ``latency`` (``none`` | ``fixed:S`` | ``lognormal:median=S,p99=S``) are drawn per arrival from
+  their own seeded generators, independent of content, so a retried request can succeed. A 429
+  carries ``Retry-After``; a timeout holds the connection ``timeout_s`` seconds, then closes it
+  without an answer. Lognormal samples are capped at 10 x p99.
+- ``label_log``: one JSON line per answered chat request: kind, domain, topic, difficulty, index,
+  seed, defects, copied_from_index, entry_point. ``request_log``: one JSON line per chat request:
+  t, request_hash (sha256 of the canonical body JSON), status (null for a timeout), fault.
+  Both are appended under a lock and flushed per line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import math
+import random
+import socket
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import IO, Any
+
+from pipeline import teacher_bank
+
+MODEL_ID = "synthgen-builtin-teacher"
+NOT_A_MODEL = (
+    "synthgen built-in teacher: a procedural problem bank that answers synthgen's own prompts "
+    "and plants defects on purpose, for demos, tests and benchmarks; it is not a language model"
+)
+DEFAULT_PORT = 8765
+MAX_BODY_BYTES = 16 * 1024 * 1024
+_ERROR_STATUSES = ("429", "500", "502", "503")
+_FAULT_KEYS = (*_ERROR_STATUSES, "timeout")
+_Z99 = 2.3263478740408408  # standard normal quantile at 0.99
+
+
+# --------------------------------------------------------------------------------------------
+# Specs
+
+
+@dataclass(frozen=True)
+class Latency:
+    kind: str = "none"  # none | fixed | lognormal
+    value: float = 0.0  # fixed seconds, or the lognormal median
+    p99: float = 0.0
+
+    def sample(self, rng: random.Random) -> float:
+        if self.kind == "fixed":
+            return self.value
+        if self.kind == "lognormal":
+            sigma = math.log(self.p99 / self.value) / _Z99
+            return min(rng.lognormvariate(math.log(self.value), sigma), 10 * self.p99)
+        return 0.0
+
+
+def parse_latency(spec: str | None) -> Latency:
+    """``none`` | ``fixed:0.2`` | ``lognormal:median=0.2,p99=2.0``; ValueError otherwise."""
+    text = (spec or "none").strip()
+    usage = "expected none, fixed:SECONDS or lognormal:median=SECONDS,p99=SECONDS"
+    kind, _, rest = text.partition(":")
+    kind = kind.strip().lower()
+    try:
+        if kind == "none" and not rest:
+            return Latency()
+        if kind == "fixed":
+            value = float(rest)
+            if value >= 0 and math.isfinite(value):
+                return Latency("fixed", value)
+        elif kind == "lognormal":
+            pairs = dict(_key_values(rest))
+            if set(pairs) == {"median", "p99"}:
+                median, p99 = float(pairs["median"]), float(pairs["p99"])
+                if 0 < median <= p99 and math.isfinite(p99):
+                    return Latency("lognormal", median, p99)
+    except ValueError:
+        pass
+    raise ValueError(f"bad latency spec {spec!r}: {usage}")
+
+
+@dataclass(frozen=True)
+class Faults:
+    rates: tuple[tuple[str, float], ...] = ()  # ("429", 0.1), ("timeout", 0.02), ...
+    retry_after: float = 1.0
+    timeout_s: float = 30.0
+
+    def draw(self, rng: random.Random) -> str | None:
+        u = rng.random()
+        for name, p in self.rates:
+            u -= p
+            if u < 0:
+                return name
+        return None
+
+
+def parse_faults(spec: str | None) -> Faults:
+    """Comma list like ``429=0.1,500=0.05,timeout=0.02,retry_after=1,timeout_s=30``."""
+    usage = f"keys are {', '.join(_FAULT_KEYS)} (probabilities), retry_after, timeout_s"
+    rates: dict[str, float] = {}
+    retry_after, timeout_s = 1.0, 30.0
+    try:
+        pairs = _key_values(spec or "")
+    except ValueError as exc:
+        raise ValueError(f"bad faults spec {spec!r}: {exc}; {usage}") from None
+    for key, raw in pairs:
+        try:
+            value = float(raw)
+        except ValueError:
+            raise ValueError(f"bad faults spec {spec!r}: {key}={raw!r} is not a number") from None
+        if key in _FAULT_KEYS and 0 <= value <= 1:
+            rates[key] = value
+        elif key == "retry_after" and 0 <= value <= 3600:
+            retry_after = value
+        elif key == "timeout_s" and 0 < value <= 3600:
+            timeout_s = value
+        else:
+            raise ValueError(f"bad faults spec {spec!r}: {key}={raw} is not allowed; {usage}")
+    if sum(rates.values()) > 1:
+        raise ValueError(f"bad faults spec {spec!r}: fault probabilities add up to more than 1")
+    ordered = tuple((k, rates[k]) for k in _FAULT_KEYS if rates.get(k))
+    return Faults(ordered, retry_after, timeout_s)
+
+
+def _key_values(text: str) -> list[tuple[str, str]]:
+    pairs = []
+    for item in text.split(","):
+        item = item.strip()
+        if not item:
+            continue
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"{item!r} is not KEY=VALUE")
+        pairs.append((key.strip().lower(), value.strip()))
+    return pairs
+
+
+def _tokens(chars: int) -> int:
+    return math.ceil(chars / 4)
+
+
+def _error_body(message: str, type_: str, code: str) -> dict:
+    return {"error": {"message": message, "type": type_, "code": code, "param": None}}
+
+
+_PLANTED_ERRORS = {
+    "429": ("rate limit reached (planted fault)", "rate_limit_error", "rate_limit_exceeded"),
+    "500": ("internal error (planted fault)", "server_error", "internal_error"),
+    "502": ("bad gateway (planted fault)", "server_error", "bad_gateway"),
+    "503": ("the teacher is overloaded (planted fault)", "server_error", "overloaded"),
+}
+
+
+class _BadRequest(Exception):
+    pass
+
+
+_NOT_JSON = object()
+
+
+def canonical_hash(value: Any) -> str:
+    """SHA-256 of canonical JSON (sorted keys, compact, UTF-8), as ``records.stable_hash``
+    computes it; kept here so the server does not import Beam."""
+    blob = json.dumps(value, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+# --------------------------------------------------------------------------------------------
+# Server
+
+
+class TeacherServer:
+    """Runs the built-in teacher on a background thread (``start()`` / ``stop()`` / ``with``)."""
+
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        seed: int = 0,
+        defect_scale: float = 1.0,
+        defect_rates: dict[str, float] | None = None,
+        latency: str = "none",
+        faults: str = "",
+        label_log: str | None = None,
+        request_log: str | None = None,
+    ):
+        # Validate everything before a socket exists, so a bad spec fails fast and cleanly.
+        self.seed = int(seed)
+        self.rates = teacher_bank.resolve_rates(defect_scale, defect_rates)
+        self.latency = parse_latency(latency)
+        self.faults = parse_faults(faults)
+        self._host, self._port = host, port
+        self._label_path, self._request_path = label_log, request_log
+        self._fault_rng = random.Random(f"faults:{self.seed}")
+        self._latency_rng = random.Random(f"latency:{self.seed}")
+        self._rng_lock = threading.Lock()
+        self._log_lock = threading.Lock()
+        self._state_lock = threading.Lock()
+        self._stopping = threading.Event()
+        self._connections: set[socket.socket] = set()
+        self._label_file: IO[str] | None = None
+        self._request_file: IO[str] | None = None
+        self._httpd: _HTTPServer | None = None
+        self._thread: threading.Thread | None = None
+        self._stats: dict[str, Any] = {
+            "requests": 0,
+            "by_status": {},
+            "by_fault": {},
+            "planted": {},
+        }
+
+    # lifecycle ----------------------------------------------------------------------------
+
+    def start(self) -> str:
+        if self._httpd is not None:
+            return self.url
+        self._stopping.clear()
+        if self._label_path:
+            self._label_file = open(self._label_path, "a", encoding="utf-8")
+        if self._request_path:
+            self._request_file = open(self._request_path, "a", encoding="utf-8")
+        self._httpd = _HTTPServer((self._host, self._port), _Handler, self)
+        self._thread = threading.Thread(
+            target=self._httpd.serve_forever,
+            kwargs={"poll_interval": 0.05},
+            name="synthgen-teacher",
+            daemon=True,
+        )
+        self._thread.start()
+        return self.url
+
+    def stop(self) -> None:
+        if self._httpd is None:
+            return
+        self._stopping.set()  # wakes handlers that sleep for latency or hold a timeout
+        self._httpd.shutdown()
+        self._httpd.server_close()
+        with self._state_lock:
+            connections = list(self._connections)
+        for conn in connections:  # idle keep-alive connections would otherwise linger
+            try:
+                conn.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+        with self._log_lock:
+            for f in (self._label_file, self._request_file):
+                if f is not None:
+                    f.close()
+            self._label_file = self._request_file = None
+        self._httpd = self._thread = None
+
+    def __enter__(self) -> TeacherServer:
+        self.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    @property
+    def url(self) -> str:
+        if self._httpd is None:
+            raise RuntimeError("the teacher server is not running; call start() first")
+        host, port = self._httpd.server_address[:2]
+        return f"http://{host}:{port}/v1"
+
+    def stats(self) -> dict:
+        """Counts so far: ``requests``, ``by_status`` ("200", "429", ..., "timeout"),
+        ``by_fault`` and ``planted`` (defects planted in answered requests)."""
+        with self._state_lock:
+            return json.loads(json.dumps(self._stats))
+
+    # per request --------------------------------------------------------------------------
+
+    def _count(self, status: str, fault: str | None, planted: Sequence[str] = ()) -> None:
+        with self._state_lock:
+            s = self._stats
+            s["requests"] += 1
+            s["by_status"][status] = s["by_status"].get(status, 0) + 1
+            if fault:
+                s["by_fault"][fault] = s["by_fault"].get(fault, 0) + 1
+            for name in planted:
+                s["planted"][name] = s["planted"].get(name, 0) + 1
+
+    def _write(self, which: str, record: dict) -> None:
+        line = json.dumps(record, ensure_ascii=False) + "\n"
+        with self._log_lock:
+            f = self._label_file if which == "label" else self._request_file
+            if f is not None:
+                f.write(line)
+                f.flush()
+
+    def _draw_arrival(self) -> tuple[str | None, float]:
+        with self._rng_lock:
+            return self.faults.draw(self._fault_rng), self.latency.sample(self._latency_rng)
+
+    def handle_chat(self, handler: _Handler, raw: bytes) -> None:
+        fault, delay = self._draw_arrival()
+        try:
+            body = json.loads(raw)
+            request_hash = canonical_hash(body)
+        except ValueError:
+            body, request_hash = _NOT_JSON, hashlib.sha256(raw).hexdigest()
+        if fault == "timeout":
+            self._stopping.wait(self.faults.timeout_s)
+            handler.close_connection = True
+            self._log_request(request_hash, None, fault)
+            return
+        if delay:
+            self._stopping.wait(delay)
+        if fault in _ERROR_STATUSES:
+            headers = {}
+            if fault == "429":
+                headers["Retry-After"] = f"{self.faults.retry_after:g}"
+            self._log_request(request_hash, int(fault), fault)
+            handler.send_json(int(fault), _error_body(*_PLANTED_ERRORS[fault]), headers)
+            return
+        try:
+            response, label = self._complete(body)
+        except _BadRequest as exc:
+            self._log_request(request_hash, 400, None)
+            handler.send_json(
+                400, _error_body(str(exc), "invalid_request_error", "invalid_request")
+            )
+            return
+        # Logs and counters are written before the answer, so a client that has its answer
+        # can already see it accounted for.
+        self._write("label", label)
+        self._log_request(request_hash, 200, None, response["synthgen_planted"])
+        handler.send_json(200, response)
+
+    def _log_request(self, request_hash: str, status: int | None, fault, planted=()) -> None:
+        self._count("timeout" if status is None else str(status), fault, list(planted))
+        record = {"t": round(time.time(), 3), "request_hash": request_hash}
+        self._write("request", {**record, "status": status, "fault": fault})
+
+    def _complete(self, body: Any) -> tuple[dict, dict]:
+        messages, seed, max_tokens = _validate(body)
+        result = teacher_bank.answer(messages, seed, self.seed, self.rates)
+        content, finish, planted = result.content, result.finish_reason, list(result.defects)
+        if max_tokens is not None and _tokens(len(content)) > max_tokens:
+            content, finish = content[: 4 * max_tokens], "length"
+            planted.append("max_tokens")
+        prompt_chars = sum(len(teacher_bank.user_text([m])) for m in messages)
+        usage = {"prompt_tokens": _tokens(prompt_chars), "completion_tokens": _tokens(len(content))}
+        usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"]
+        response = {
+            "id": f"chatcmpl-{uuid.uuid4().hex[:24]}",
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": body.get("model") or MODEL_ID,
+            "system_fingerprint": f"synthgen-bank-{self.seed}",
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": content},
+                    "finish_reason": finish,
+                    "logprobs": None,
+                }
+            ],
+            "usage": usage,
+            "synthgen_planted": planted,
+        }
+        return response, {**result.label, "defects": planted}
+
+
+def _validate(body: Any) -> tuple[list[dict], int | None, int | None]:
+    if body is _NOT_JSON:
+        raise _BadRequest("the request body is not valid JSON")
+    if not isinstance(body, dict):
+        raise _BadRequest("the request body must be a JSON object")
+    messages = body.get("messages")
+    if not isinstance(messages, list) or not messages:
+        raise _BadRequest("'messages' must be a non-empty list")
+    for m in messages:
+        if not isinstance(m, dict) or not isinstance(m.get("role"), str):
+            raise _BadRequest("every message must be an object with a 'role'")
+    if body.get("stream"):
+        raise _BadRequest("streaming is not supported by the built-in teacher")
+    seed = body.get("seed")
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
+        raise _BadRequest("'seed' must be an integer")
+    max_tokens = body.get("max_completion_tokens", body.get("max_tokens"))
+    if max_tokens is not None and (
+        isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens < 1
+    ):
+        raise _BadRequest("'max_tokens' must be a positive integer")
+    return messages, seed, max_tokens
+
+
+class _HTTPServer(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+    request_queue_size = 256  # the default backlog of 5 resets bursts of new connections
+
+    def __init__(self, address, handler, teacher: TeacherServer):
+        self.teacher = teacher
+        super().__init__(address, handler)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server_version = "synthgen-teacher/1"
+    disable_nagle_algorithm = True  # headers and body are separate writes
+    timeout = 120  # close keep-alive connections idle for this long
+    server: _HTTPServer
+
+    def setup(self) -> None:
+        super().setup()
+        with self.server.teacher._state_lock:
+            self.server.teacher._connections.add(self.connection)
+
+    def finish(self) -> None:
+        with self.server.teacher._state_lock:
+            self.server.teacher._connections.discard(self.connection)
+        super().finish()
+
+    def log_message(self, format: str, *args: Any) -> None:
+        """Silenced: request_log is the access log."""
+
+    def send_json(self, status: int, payload: dict, headers: dict | None = None) -> None:
+        data = json.dumps(payload, ensure_ascii=False).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        for key, value in (headers or {}).items():
+            self.send_header(key, value)
+        self.end_headers()
+        self.wfile.write(data)
+
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None):
+        """JSON instead of http.server's HTML error page (bad request lines, unknown methods)."""
+        self.close_connection = True
+        try:
+            error = _error_body(message or explain or "error", "invalid_request_error", str(code))
+            self.send_json(code, error)
+        except OSError:
+            pass
+
+    def _path(self) -> str:
+        return self.path.split("?", 1)[0].rstrip("/")
+
+    def _read_body(self) -> bytes:
+        if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
+            chunks = []
+            while True:
+                size = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
+                if size == 0:
+                    while self.rfile.readline().strip():
+                        pass
+                    return b"".join(chunks)
+                chunks.append(self.rfile.read(size))
+                self.rfile.readline()
+        length = int(self.headers.get("Content-Length") or 0)
+        if length > MAX_BODY_BYTES:
+            raise _BadRequest(f"request body larger than {MAX_BODY_BYTES} bytes")
+        return self.rfile.read(length) if length > 0 else b""
+
+    def do_GET(self) -> None:
+        path = self._path()
+        if path in ("/v1/models", "/models"):
+            self.send_json(200, {"object": "list", "data": [_model_card()]})
+        elif path in (f"/v1/models/{MODEL_ID}", f"/models/{MODEL_ID}"):
+            self.send_json(200, _model_card())
+        else:
+            self._not_found(path)
+
+    def do_POST(self) -> None:
+        try:
+            raw = self._read_body()
+        except (_BadRequest, ValueError) as exc:
+            self.close_connection = True
+            self.send_json(400, _error_body(str(exc), "invalid_request_error", "invalid_body"))
+            return
+        path = self._path()
+        if path not in ("/v1/chat/completions", "/chat/completions"):
+            self._not_found(path)
+            return
+        try:
+            self.server.teacher.handle_chat(self, raw)
+        except (BrokenPipeError, ConnectionResetError):
+            self.close_connection = True
+        except Exception as exc:  # noqa: BLE001 - a bank bug must answer 500, never kill the thread
+            self.close_connection = True
+            error = _error_body(f"{type(exc).__name__}: {exc}", "server_error", "internal_error")
+            self.send_json(500, error)
+
+    def _not_found(self, path: str) -> None:
+        error = _error_body(f"unknown path {path!r}", "invalid_request_error", "not_found")
+        self.send_json(404, error)
+
+
+def _model_card() -> dict:
+    return {
+        "id": MODEL_ID,
+        "object": "model",
+        "created": 0,
+        "owned_by": "synthgen",
+        "is_language_model": False,
+        "description": NOT_A_MODEL,
+    }
+
+
+# --------------------------------------------------------------------------------------------
+# CLI
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=DEFAULT_PORT, help="0 picks a free port")
+    parser.add_argument("--seed", type=int, default=0, help="server seed (default 0)")
+    parser.add_argument(
+        "--defect-scale", type=float, default=1.0, help="multiplies every defect rate; 0 = clean"
+    )
+    parser.add_argument(
+        "--defect-rate",
+        action="append",
+        default=[],
+        metavar="NAME=P",
+        help="override one rate, e.g. problem.non_english=0.2 (repeatable)",
+    )
+    parser.add_argument(
+        "--latency", default="none", help="none | fixed:S | lognormal:median=S,p99=S"
+    )
+    parser.add_argument(
+        "--faults", default="", help="e.g. 429=0.1,500=0.05,timeout=0.02,retry_after=1,timeout_s=30"
+    )
+    parser.add_argument("--label-log", default=None, help="JSONL of planted defects per answer")
+    parser.add_argument("--request-log", default=None, help="JSONL of every chat request")
+
+
+def serve_from_args(args: argparse.Namespace) -> int:
+    """Run in the foreground until Ctrl-C; 2 on a bad spec, 1 when the port cannot be bound."""
+    try:
+        overrides = dict(_key_values(",".join(getattr(args, "defect_rate", None) or [])))
+        server = TeacherServer(
+            host=args.host,
+            port=args.port,
+            seed=args.seed,
+            defect_scale=args.defect_scale,
+            defect_rates={k: float(v) for k, v in overrides.items()},
+            latency=args.latency,
+            faults=args.faults,
+            label_log=args.label_log,
+            request_log=args.request_log,
+        )
+    except ValueError as exc:
+        sys.stderr.write(f"teacher-server: {exc}\n")
+        return 2
+    try:
+        url = server.start()
+    except OSError as exc:
+        sys.stderr.write(f"teacher-server: cannot listen on {args.host}:{args.port}: {exc}\n")
+        return 1
+    print(
+        f"synthgen built-in teacher listening on {url} - a procedural problem bank for demos "
+        "and tests, not a language model (Ctrl-C to stop)",
+        flush=True,
+    )
+    try:
+        threading.Event().wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.stop()
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m pipeline.teacher_server",
+        description="synthgen built-in teacher (OpenAI-compatible; not a language model)",
+    )
+    add_arguments(parser)
+    return serve_from_args(parser.parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
