@@ -2,8 +2,11 @@
 
 Stage order (cheap filters before we pay for k solution attempts per problem)::
 
-    Seeds -> GenerateProblems -> VerifyReference -> FilterLanguage -> Dedup -> Decontaminate
+    Seeds -> GenerateProblems -> VerifyReference -> Decontaminate -> FilterLanguage -> Dedup
           -> GenerateAttempts -> VerifyAttempts -> SelectAttempt -> Tokenize -> Write
+
+Decontamination runs before language detection: a benchmark copy is reported as such even
+when its statement is mostly code, which langdetect cannot place.
 
 Every problem-level drop and error of every stage goes to ``rejected/``; every attempt goes to
 ``attempts/``; kept samples go to ``data/``. The pipeline writes into ``OUT/.tmp-<run id>/``; only
@@ -71,10 +74,10 @@ def build(p: beam.Pipeline, cfg: Config, seeds: list[dict], out_dir: str) -> Non
         | "GenerateProblems" >> GenerateProblems(cfg)
     )
     reference = problems.kept | "VerifyReference" >> VerifyReference(cfg.verify)
-    language = reference.kept | "FilterLanguage" >> FilterLanguage(cfg.language)
+    decontam = reference.kept | "Decontaminate" >> Decontaminate(cfg.decontam)
+    language = decontam.kept | "FilterLanguage" >> FilterLanguage(cfg.language)
     dedup = language.kept | "Dedup" >> Dedup(cfg.dedup)
-    decontam = dedup.kept | "Decontaminate" >> Decontaminate(cfg.decontam)
-    attempts = decontam.kept | "GenerateAttempts" >> GenerateAttempts(cfg)
+    attempts = dedup.kept | "GenerateAttempts" >> GenerateAttempts(cfg)
     verified = attempts.kept | "VerifyAttempts" >> VerifyAttempts(cfg.verify)
     failed_attempts = (attempts.errors, verified.errors) | "AttemptErrors" >> beam.Flatten()
     judged = (
@@ -84,7 +87,7 @@ def build(p: beam.Pipeline, cfg: Config, seeds: list[dict], out_dir: str) -> Non
     selected = judged | "SelectAttempt" >> SelectAttempt(cfg.verify, cfg.generation.attempts)
     tokens = selected.kept | "Tokenize" >> Tokenize(cfg.tokens)
 
-    problem_stages = (problems, reference, language, dedup, decontam, selected, tokens)
+    problem_stages = (problems, reference, decontam, language, dedup, selected, tokens)
     rejected = (
         [s.dropped for s in problem_stages] + [s.errors for s in problem_stages]
         | "AllRejected" >> beam.Flatten()

@@ -1,4 +1,4 @@
-"""The whole pipeline against the built-in teacher over real HTTP on 127.0.0.1.
+"""The offline quickstart, end to end, against the built-in teacher over real HTTP on 127.0.0.1.
 
 The teacher writes a label log of every defect it planted; the test checks that each planted
 problem defect ends in ``rejected/`` with the matching reason, that no planted attempt defect is
@@ -40,17 +40,17 @@ def e2e(tmp_path_factory):
     labels = tmp / "labels.jsonl"
     mp = pytest.MonkeyPatch()
     mp.setenv(KEY_ENV, SECRET)
-    with TeacherServer(seed=3, defect_scale=1.5, label_log=str(labels)) as server:
+    quickstart = load_config("examples/quickstart.yaml")
+    # The quickstart itself, with its built-in teacher started here (same seed and defect
+    # rates, so the same answers) so that the teacher's label log can be read afterwards.
+    with TeacherServer(
+        seed=quickstart.run.seed,
+        defect_scale=quickstart.teacher.builtin_defect_scale,
+        label_log=str(labels),
+    ) as server:
         cfg = load_config(
             "examples/quickstart.yaml",
-            [
-                f"teacher.base_url={server.url}",
-                f"teacher.api_key_env={KEY_ENV}",
-                "run.problems_per_combo=8",
-                "generation.attempts=3",
-                "verify.timeout_s=2",
-                "output.shards=3",
-            ],
+            [f"teacher.base_url={server.url}", f"teacher.api_key_env={KEY_ENV}"],
         )
         manifest = run(cfg, str(tmp / "out"), ["--runner=FnApiRunner"])
     mp.undo()
@@ -172,7 +172,7 @@ def test_manifest_describes_the_run(e2e):
     assert m["teacher"]["total"]["completion_tokens"] > 0
     for table in ("data", "rejected", "attempts"):
         shards = m["shards"][table]
-        assert len(shards) == 3
+        assert len(shards) == e2e["cfg"].output.shards
         assert sum(s["rows"] for s in shards) == len(e2e[table])
     assert sum(s["tokens"] for s in m["shards"]["data"]) == e2e["data"]["num_tokens"].sum()
 
