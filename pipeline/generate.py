@@ -18,12 +18,12 @@ import apache_beam as beam
 import xxhash
 
 from pipeline import records
+from pipeline.concurrent import ConcurrentDoFn
 from pipeline.config import Config
 from pipeline.prompts import ATTEMPT_TEMPLATES, PROBLEM_TEMPLATES, load_template
 from pipeline.schemas import schema_errors
 from pipeline.teacher import (
     OK,
-    ConcurrentDoFn,
     TeacherFatalError,
     count_usage,
     open_teacher,
@@ -188,6 +188,7 @@ class _TeacherFn(ConcurrentDoFn):
         if result is not None:
             count_usage(f"teacher.{self.stage}", result)
         beam.metrics.Metrics.counter(self.stage, self.counter_name(tag, value)).inc()
+        return value
 
 
 class _ProblemFn(_TeacherFn):

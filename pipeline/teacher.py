@@ -6,9 +6,6 @@ Failure classes:
 - permanent (any other 4xx, malformed body): no retry, status ``teacher_error`` with the code;
 - fatal (401 / 403: the key is wrong for every request): ``TeacherFatalError`` aborts the run.
 An answer cut off by ``max_tokens`` comes back with status ``truncated``.
-
-``ConcurrentDoFn`` keeps up to ``concurrency`` calls in flight per worker as a sliding window:
-``process()`` submits and emits whatever has finished; ``finish_bundle()`` drains the rest.
 """
 
 from __future__ import annotations
@@ -17,14 +14,13 @@ import json
 import os
 import random
 import time
-from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 
 import apache_beam as beam
 import openai
 
 from pipeline.config import TeacherConfig
-from pipeline.records import KEPT, TEACHER_ERROR, TRUNCATED, global_window_value
+from pipeline.records import TEACHER_ERROR, TRUNCATED
 
 BUILTIN = "builtin"
 OK = "ok"
@@ -184,57 +180,6 @@ def count_usage(namespace: str, result: TeacherResult) -> None:
     counter(namespace, "http_429").inc(result.rate_limited)
     if result.status != OK:
         counter(namespace, result.status).inc()
-
-
-class ConcurrentDoFn(beam.DoFn):
-    """Runs ``self.work(element)`` on a thread pool, ``concurrency`` elements in flight.
-
-    ``work`` returns a list of ``(tag, value)`` pairs (tag ``KEPT`` is the main output) and must
-    not raise. ``on_result`` runs in the DoFn's thread for each pair (Beam metrics only count
-    there). Subclasses open their clients in ``setup()`` after calling ``super().setup()``.
-    """
-
-    def __init__(self, concurrency: int):
-        self._concurrency = concurrency
-
-    def setup(self):
-        self._pool = ThreadPoolExecutor(self._concurrency, thread_name_prefix="synthgen")
-
-    def teardown(self):
-        pool = getattr(self, "_pool", None)
-        if pool is not None:
-            pool.shutdown(wait=False, cancel_futures=True)
-
-    def start_bundle(self):
-        self._pending = set()
-
-    def work(self, element) -> list[tuple[str, object]]:
-        raise NotImplementedError
-
-    def on_result(self, tag: str, value) -> None:
-        """Hook for counters; runs in the DoFn thread."""
-
-    def _emit(self, futures, windowed: bool):
-        for future in futures:
-            for tag, value in future.result():
-                self.on_result(tag, value)
-                out = global_window_value(value) if windowed else value
-                yield out if tag == KEPT else beam.pvalue.TaggedOutput(tag, out)
-
-    def process(self, element):
-        if len(self._pending) >= self._concurrency:
-            done, self._pending = wait(self._pending, return_when=FIRST_COMPLETED)
-            yield from self._emit(done, windowed=False)
-        self._pending.add(self._pool.submit(self.work, element))
-        done = {f for f in self._pending if f.done()}
-        self._pending -= done
-        yield from self._emit(done, windowed=False)
-
-    def finish_bundle(self):
-        pending, self._pending = self._pending, set()
-        while pending:
-            done, pending = wait(pending, return_when=FIRST_COMPLETED)
-            yield from self._emit(done, windowed=True)
 
 
 def sampling_json(cfg: TeacherConfig, seed: int) -> str:

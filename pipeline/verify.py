@@ -33,16 +33,15 @@ the global window (batch). Counters: ``reference/<reason>``, ``verify/<verdict>`
 
 from __future__ import annotations
 
-import os
 import re
 from collections import Counter
-from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from fractions import Fraction
 from typing import Any, NamedTuple
 
 import apache_beam as beam
 
 from pipeline import records
+from pipeline.concurrent import ConcurrentDoFn
 from pipeline.records import DROPPED, ERRORS, KEPT, REFERENCE, SELECT, VERIFY
 from pipeline.sandbox import Limits, Sandbox
 
@@ -505,77 +504,46 @@ class _Output(NamedTuple):
     tag: str
     value: dict
     counters: tuple[str, ...]
+    duration_s: float | None = None
 
 
-class _SandboxFn(beam.DoFn):
-    """Runs ``_check`` on a thread pool. Subclasses turn one element into ``_Output``s.
-
-    Counters are incremented on the bundle thread (Beam's metrics container is thread-local).
-    """
+class _SandboxFn(ConcurrentDoFn):
+    """Runs ``_check(element) -> _Output`` on ``verify.workers`` threads, one sandbox per worker."""
 
     def __init__(self, stage: str, limits: Limits, workers: int, rel_tol: float, factory):
+        super().__init__(workers)
         self._stage = stage
         self._limits = limits
-        self._workers = workers
         self._rel_tol = rel_tol
         self._factory = factory
 
     def setup(self):
+        super().setup()
         self._sandbox = self._factory(self._limits)
-        threads = self._workers or os.cpu_count() or 1
-        self._pool = ThreadPoolExecutor(threads, thread_name_prefix=f"sandbox-{self._stage}")
-        self._max_pending = 2 * threads
-        self._pending = []
-
-    def start_bundle(self):
-        self._pending = []
-
-    def process(self, element):
-        self._pending.append(self._pool.submit(self._safe_check, element))
-        for out in self._drain(self._max_pending):
-            yield out.value if out.tag == KEPT else beam.pvalue.TaggedOutput(out.tag, out.value)
-
-    def finish_bundle(self):
-        for out in self._drain(0):
-            value = records.global_window_value(out.value)
-            yield value if out.tag == KEPT else beam.pvalue.TaggedOutput(out.tag, value)
 
     def teardown(self):
-        pool = getattr(self, "_pool", None)
-        if pool is not None:
-            pool.shutdown(wait=True, cancel_futures=True)
+        super().teardown()
         sandbox = getattr(self, "_sandbox", None)
         if sandbox is not None:
             sandbox.close()
 
-    def _drain(self, limit: int):
-        while True:
-            done = [f for f in self._pending if f.done()]
-            if done:
-                finished = set(done)
-                self._pending = [f for f in self._pending if f not in finished]
-            for future in done:
-                outputs, duration_s = future.result()
-                if duration_s is not None:
-                    beam.metrics.Metrics.distribution(self._stage, "sandbox_ms").update(
-                        int(duration_s * 1000)
-                    )
-                for out in outputs:
-                    for name in out.counters:
-                        beam.metrics.Metrics.counter(self._stage, name).inc()
-                    yield out
-            if len(self._pending) <= limit:
-                return
-            wait(self._pending, return_when=FIRST_COMPLETED)
-
-    def _safe_check(self, element) -> tuple[list[_Output], float | None]:
+    def work(self, element):
         try:
-            return self._check(element)
+            out = self._check(element)
         except Exception as exc:  # noqa: BLE001 - a bad record or a bug: errors output
-            failed = records.error(element, self._stage, exc)
-            return [_Output(ERRORS, failed, (records.ERROR,))], None
+            out = _Output(ERRORS, records.error(element, self._stage, exc), (records.ERROR,))
+        return [(out.tag, out)]
 
-    def _check(self, element) -> tuple[list[_Output], float | None]:
+    def on_result(self, tag, out: _Output):
+        if out.duration_s is not None:
+            beam.metrics.Metrics.distribution(self._stage, "sandbox_ms").update(
+                int(out.duration_s * 1000)
+            )
+        for name in out.counters:
+            beam.metrics.Metrics.counter(self._stage, name).inc()
+        return out.value
+
+    def _check(self, element) -> _Output:
         raise NotImplementedError
 
 
@@ -583,19 +551,18 @@ class _VerifyReferenceFn(_SandboxFn):
     def _check(self, problem):
         result = check_reference(problem, self._sandbox, self._rel_tol)
         record, reason, detail = reference_decision(problem, result)
+        duration = result.get("duration_s")
         if reason is None:
-            out = _Output(KEPT, record, (KEPT,))
-        else:
-            tag = ERRORS if reason == records.ERROR else DROPPED
-            out = _Output(tag, records.drop(record, self._stage, reason, detail), (reason,))
-        return [out], result.get("duration_s")
+            return _Output(KEPT, record, (KEPT,), duration)
+        tag = ERRORS if reason == records.ERROR else DROPPED
+        return _Output(tag, records.drop(record, self._stage, reason, detail), (reason,), duration)
 
 
 class _VerifyAttemptFn(_SandboxFn):
     def _check(self, attempt):
         verified = check_attempt(attempt, self._sandbox, self._rel_tol)
         counters = (KEPT, verified["verdict"].lower())
-        return [_Output(KEPT, verified, counters)], verified["duration_s"]
+        return _Output(KEPT, verified, counters, verified["duration_s"])
 
 
 def _sandbox_args(verify_cfg) -> tuple[Limits, int, float]:
