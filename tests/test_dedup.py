@@ -7,6 +7,7 @@ from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.testing.test_pipeline import TestPipeline as BeamTestPipeline
 from apache_beam.testing.util import assert_that, equal_to
 from datasketch import MinHash, MinHashLSH
+from support import assert_conserved
 
 from pipeline import records
 from pipeline.config import DedupConfig
@@ -291,13 +292,7 @@ def test_dedup_pipeline_same_survivors_for_any_order_or_split(create):
         equal_to(errors),
         label="Errors",
     )
-    assert_that(
-        (out.kept, out.dropped, out.errors)
-        | "All" >> beam.Flatten()
-        | "AllIds" >> beam.Map(lambda r: r["id"]),
-        equal_to([r["id"] for r in inputs]),
-        label="Funnel",
-    )
+    assert_conserved(out, inputs)
     result = p.run()
     result.wait_until_finish()
     counters = {

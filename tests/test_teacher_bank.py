@@ -20,6 +20,7 @@ import jinja2
 import jsonschema
 import pytest
 from langdetect import DetectorFactory, detect
+from support import jaccard, word_5grams
 
 from pipeline import teacher_bank as bank
 
@@ -41,16 +42,6 @@ def prompt(name: str, **values) -> list[dict]:
 def parse(content: str) -> dict:
     fenced = re.fullmatch(r"```json\n(.*)\n```", content, re.S)
     return json.loads(fenced.group(1) if fenced else content)
-
-
-def word_5grams(text: str) -> set:
-    words = re.sub(r"[^\w\s]", " ", text.lower()).split()
-    return {tuple(words[i : i + 5]) for i in range(max(1, len(words) - 4))}
-
-
-def jaccard(a: str, b: str) -> float:
-    sa, sb = word_5grams(a), word_5grams(b)
-    return len(sa & sb) / len(sa | sb)
 
 
 def passes(solution: str, tests: str) -> bool:

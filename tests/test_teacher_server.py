@@ -22,6 +22,7 @@ import jsonschema
 import openai
 import pytest
 from langdetect import DetectorFactory, detect
+from support import jaccard
 
 from pipeline import teacher_bank as bank
 from pipeline import teacher_server as ts
@@ -137,16 +138,6 @@ def printed(tmp_path: Path, program: str) -> str:
     )
     assert proc.returncode == 0, proc.stderr
     return proc.stdout.strip().splitlines()[-1]
-
-
-def word_5grams(text: str) -> set:
-    words = re.sub(r"[^\w\s]", " ", text.lower()).split()
-    return {tuple(words[i : i + 5]) for i in range(max(1, len(words) - 4))}
-
-
-def jaccard(a: str, b: str) -> float:
-    sa, sb = word_5grams(a), word_5grams(b)
-    return len(sa & sb) / len(sa | sb)
 
 
 def read_jsonl(path: Path) -> list[dict]:
