@@ -16,27 +16,25 @@ import sys
 import types
 from pathlib import Path
 
-import jinja2
 import jsonschema
 import pytest
 from langdetect import DetectorFactory, detect
 from support import jaccard, word_5grams
 
 from pipeline import teacher_bank as bank
+from pipeline.prompts import load_template
+from pipeline.schemas import load_schema
 
 ROOT = Path(__file__).resolve().parents[1]
-PROMPTS = jinja2.Environment(
-    loader=jinja2.FileSystemLoader(ROOT / "prompts"), undefined=jinja2.StrictUndefined
-)
 SCHEMAS = {
-    name: json.loads((ROOT / "schemas" / f"{name}.schema.json").read_text())
+    name: load_schema(name)
     for name in ("code_problem", "math_problem", "code_attempt", "math_attempt")
 }
 DIFFICULTIES = ("easy", "medium", "hard")
 
 
 def prompt(name: str, **values) -> list[dict]:
-    return [{"role": "user", "content": PROMPTS.get_template(f"{name}/v1.jinja2").render(values)}]
+    return [{"role": "user", "content": load_template(name, 1).render(**values)}]
 
 
 def parse(content: str) -> dict:

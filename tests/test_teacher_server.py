@@ -17,7 +17,6 @@ import time
 import uuid
 from pathlib import Path
 
-import jinja2
 import jsonschema
 import openai
 import pytest
@@ -26,14 +25,13 @@ from support import jaccard
 
 from pipeline import teacher_bank as bank
 from pipeline import teacher_server as ts
+from pipeline.prompts import load_template
+from pipeline.schemas import load_schema
 from pipeline.teacher_server import TeacherServer
 
 ROOT = Path(__file__).resolve().parents[1]
-PROMPTS = jinja2.Environment(
-    loader=jinja2.FileSystemLoader(ROOT / "prompts"), undefined=jinja2.StrictUndefined
-)
 SCHEMAS = {
-    name: json.loads((ROOT / "schemas" / f"{name}.schema.json").read_text())
+    name: load_schema(name)
     for name in ("code_problem", "math_problem", "code_attempt", "math_attempt")
 }
 LABEL_FIELDS = {
@@ -67,7 +65,7 @@ print(f"RAN {len(names)} TESTS")
 
 
 def render(name: str, **values) -> str:
-    return PROMPTS.get_template(f"{name}/v1.jinja2").render(values)
+    return load_template(name, 1).render(**values)
 
 
 def client(url: str, timeout: float = 10.0) -> openai.OpenAI:
