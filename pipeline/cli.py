@@ -133,7 +133,9 @@ def parser() -> argparse.ArgumentParser:
         "--set", action="append", metavar="SECTION.KEY=VALUE", help="override a config value"
     )
     run_p.add_argument("--overwrite", action="store_true", help="replace an earlier run's outputs")
-    run_p.add_argument("--debug", action="store_true", help="show full tracebacks")
+    run_p.add_argument(
+        "--debug", action="store_true", default=argparse.SUPPRESS, help="show full tracebacks"
+    )
     run_p.set_defaults(func=cmd_run)
 
     from pipeline.teacher_server import add_arguments

@@ -193,10 +193,14 @@ def load_config(path: str | os.PathLike | None, overrides: list[str] = ()) -> Co
             raise ConfigError(f"{p}: not valid YAML{where}") from None
         if not isinstance(data, dict):
             raise ConfigError(f"{p}: the top level must be a mapping of sections")
-        base = p.parent
-        seeds_file = (data.get("run") or {}).get("seeds_file")
+        for section, value in list(data.items()):
+            if value is None:  # "run:" with nothing under it
+                data[section] = value = {}
+            if not isinstance(value, dict):
+                raise ConfigError(f"{section}: must be a mapping of keys, got {value!r}")
+        seeds_file = data.get("run", {}).get("seeds_file")
         if isinstance(seeds_file, str) and not Path(seeds_file).is_absolute():
-            data["run"]["seeds_file"] = str(base / seeds_file)
+            data["run"]["seeds_file"] = str(p.parent / seeds_file)
     for assignment in overrides:
         _apply_override(data, assignment)
     try:

@@ -39,10 +39,10 @@ worker. The resulting (id -> root) map, over those ids only, is joined back to t
 an ``AsDict`` side input, so every worker holds that map too (same order of size). A later
 issue makes this step distributed.
 
-Caveats on recall. At the default threshold 0.8 (128 permutations: 9 bands x 13 rows) the LSH
-S-curve catches a pair of true Jaccard 0.8 with probability 0.40 and 0.9 with 0.93, and the
-128-value estimate of a pair just above the threshold falls below it now and then; lower the
-threshold or raise ``num_perm`` for more recall. The star verifies members against the
+Caveats on recall. At the default threshold 0.8 (128 permutations: 16 bands x 8 rows) the
+LSH S-curve catches a pair of true Jaccard 0.8 with probability 0.95 and 0.85 with 0.99, but
+the 128-value estimate of a pair just above the threshold falls below it now and then; raise
+``num_perm`` for a tighter estimate. The star verifies members against the
 bucket's smallest id only: two similar members of a bucket whose smallest id is similar to
 neither are connected only if they also meet in another bucket.
 """
@@ -220,8 +220,12 @@ def _pick_exact_survivor(group):
             )
 
 
+_SIGNED = "signed"
+
+
 class _BandFn(beam.DoFn):
-    """record -> (band key, (id, signature bytes)) for every band."""
+    """record -> (band key, (id, signature bytes)) for every band, plus the record itself on
+    ``signed`` (so a record whose signature failed goes to errors only, never on as well)."""
 
     def __init__(self, cfg: DedupConfig):
         self._cfg = cfg
@@ -241,6 +245,7 @@ class _BandFn(beam.DoFn):
         member = (record["id"], np.asarray(sig).astype(_SIG_DTYPE).tobytes())
         for key in keys:
             yield key, member
+        yield beam.pvalue.TaggedOutput(_SIGNED, record)
 
 
 def _bucket_edges(bucket, threshold: float):
@@ -309,9 +314,10 @@ class Dedup(beam.PTransform):
             | "PickExactSurvivor"
             >> beam.FlatMap(_pick_exact_survivor).with_outputs(records.DROPPED, main=records.KEPT)
         )
-        banded = exact[records.KEPT] | "BandSignatures" >> beam.ParDo(
-            _BandFn(self._cfg)
-        ).with_outputs(records.ERRORS, main="banded")
+        band_fn = beam.ParDo(_BandFn(self._cfg)).with_output_types(tuple[str, tuple[str, bytes]])
+        banded = exact[records.KEPT] | "BandSignatures" >> band_fn.with_outputs(
+            records.ERRORS, _SIGNED, main="banded"
+        )
         edges = (
             banded.banded
             | "GroupByBand" >> beam.GroupByKey()
@@ -324,7 +330,7 @@ class Dedup(beam.PTransform):
             | "GroupEdgesGlobally" >> beam.GroupByKey()
             | "ConnectComponents" >> beam.FlatMap(_components)
         )
-        near = exact[records.KEPT] | "MarkNearDuplicates" >> beam.ParDo(
+        near = banded[_SIGNED] | "MarkNearDuplicates" >> beam.ParDo(
             _MarkNearDuplicatesFn(), components
         ).with_outputs(records.DROPPED, main=records.KEPT)
         exact_dropped = exact[records.DROPPED] | "ResolveExactClusters" >> beam.Map(

@@ -21,7 +21,7 @@ from pipeline import records
 from pipeline.concurrent import ConcurrentDoFn
 from pipeline.config import Config
 from pipeline.prompts import ATTEMPT_TEMPLATES, PROBLEM_TEMPLATES, load_template
-from pipeline.schemas import schema_errors
+from pipeline.schemas import load_schema, schema_errors
 from pipeline.teacher import (
     OK,
     TeacherFatalError,
@@ -30,7 +30,8 @@ from pipeline.teacher import (
     sampling_json,
 )
 
-_FENCE = re.compile(r"```(?:json)?\s*(.*?)```", re.DOTALL)
+_JSON_FENCE = re.compile(r"```json\s*(.*?)```", re.DOTALL)
+_MAX_STARTS = 32
 
 
 class ParseError(ValueError):
@@ -83,6 +84,9 @@ def _seeds_from_file(path: Path, cfg: Config) -> list[dict]:
             domain, topic, difficulty = item["domain"], item["topic"], item["difficulty"]
         except (ValueError, KeyError, TypeError) as exc:
             raise ValueError(f"{path}:{number}: not a seed object ({exc})") from None
+        fields = [domain, topic, difficulty] + ([item["id"]] if "id" in item else [])
+        if not all(isinstance(v, str) and v for v in fields):
+            raise ValueError(f"{path}:{number}: domain, topic, difficulty and id must be text")
         if domain not in cfg.generation.domains:
             raise ValueError(f"{path}:{number}: domain {domain!r} is not in generation.domains")
         key = (domain, topic, difficulty)
@@ -96,41 +100,52 @@ def _seeds_from_file(path: Path, cfg: Config) -> list[dict]:
     return seeds
 
 
-def parse_json_answer(text: str) -> dict:
-    """The JSON object in a teacher answer: bare, or inside a ```json fence."""
-    fenced = _FENCE.search(text)
-    candidate = fenced.group(1) if fenced else text
-    start, end = candidate.find("{"), candidate.rfind("}")
-    if start < 0 or end <= start:
+def parse_json_answer(text: str, fields: frozenset = frozenset()) -> dict:
+    """The JSON object in a teacher answer: the whole text, a ```json fence, or the first
+    object that decodes from one of the first ``_MAX_STARTS`` opening braces (models wrap JSON
+    in prose, and a JSON string may itself hold a fenced code block). With ``fields``, only an
+    object holding at least one of them counts, so a fragment of a broken answer is not taken
+    for the answer."""
+
+    def wanted(value) -> bool:
+        return isinstance(value, dict) and (not fields or bool(fields & value.keys()))
+
+    for candidate in [text.strip(), *(m.group(1) for m in _JSON_FENCE.finditer(text))]:
+        try:
+            value = json.loads(candidate)
+        except json.JSONDecodeError:
+            continue
+        if wanted(value):
+            return value
+    decoder = json.JSONDecoder()
+    first_error = None
+    starts = [i for i, ch in enumerate(text) if ch == "{"][:_MAX_STARTS]
+    for start in starts:
+        try:
+            value, _ = decoder.raw_decode(text, start)
+        except json.JSONDecodeError as exc:
+            first_error = first_error or exc
+            continue
+        if wanted(value):
+            return value
+    if first_error is None:
         raise ParseError("no JSON object in the answer")
-    try:
-        value = json.loads(candidate[start : end + 1])
-    except json.JSONDecodeError as exc:
-        raise ParseError(f"invalid JSON: {exc.msg} at char {exc.pos}") from None
-    if not isinstance(value, dict):
-        raise ParseError("the JSON value is not an object")
-    return value
+    raise ParseError(f"invalid JSON: {first_error.msg} at char {first_error.pos}")
 
 
 def parse_answer(text: str, schema: str) -> tuple[dict | None, str | None, str]:
     """(fields, reason, detail): fields when ``text`` holds a JSON object matching ``schema``."""
+    props = frozenset(load_schema(schema)["properties"])
     try:
-        value = parse_json_answer(text)
+        value = parse_json_answer(text, props)
     except ParseError as exc:
         return None, records.PARSE_ERROR, str(exc)
     # Teachers add bookkeeping fields of their own; only the schema's fields are used.
-    props = _schema_properties(schema)
     fields = {k: v for k, v in value.items() if k in props}
     problem = schema_errors(schema, fields)
     if problem:
         return None, records.SCHEMA_INVALID, problem
     return fields, None, ""
-
-
-def _schema_properties(schema: str) -> set[str]:
-    from pipeline.schemas import load_schema
-
-    return set(load_schema(schema)["properties"])
 
 
 def problem_messages(seed: dict) -> list[dict]:

@@ -50,22 +50,6 @@ ERROR = "error"  # an exception inside a stage (a bug or bad record), with its t
 # Attempt-level reasons (rows in OUT/attempts/).
 LOST = "lost"  # passed, but another attempt was chosen
 
-REASONS = (
-    TEACHER_ERROR,
-    TRUNCATED,
-    PARSE_ERROR,
-    SCHEMA_INVALID,
-    REFERENCE_FAILED,
-    LANGUAGE_NOT_ALLOWED,
-    LANGUAGE_LOW_CONFIDENCE,
-    EXACT_DUPLICATE,
-    NEAR_DUPLICATE,
-    CONTAMINATED,
-    NO_PASSING_ATTEMPT,
-    ANSWER_DISAGREEMENT,
-    TOO_LONG,
-    ERROR,
-)
 
 # Sandbox verdicts.
 PASS = "PASS"

@@ -38,7 +38,7 @@ from pipeline.generate import GenerateAttempts, GenerateProblems, make_seeds
 from pipeline.language import FilterLanguage
 from pipeline.prompts import prompt_hashes
 from pipeline.tokens import Tokenize, load_tokenizer
-from pipeline.verify import SelectAttempt, VerifyAttempts, VerifyReference
+from pipeline.verify import SelectAttempt, VerifyAttempts, VerifyReference, errored_attempt
 from pipeline.write import WriteShards
 
 TABLE_DIRS = ("data", "rejected", "attempts")
@@ -51,19 +51,7 @@ class OutputError(RuntimeError):
 
 
 def rejected_row(record: dict) -> dict:
-    return {
-        **record,
-        "problem": record.get("statement"),
-        "raw": record.get("raw"),
-        "detail": record.get("detail", ""),
-        "teacher_model": record.get("teacher_model", ""),
-        "config_hash": record.get("config_hash", ""),
-    }
-
-
-def errored_attempt(record: dict) -> dict:
-    """An attempt that raised inside a stage still takes part in SelectAttempt, as a failure."""
-    return {**record, "verdict": records.ERROR.upper(), "verify_detail": record.get("detail", "")}
+    return {**record, "problem": record.get("statement")}
 
 
 def build(p: beam.Pipeline, cfg: Config, seeds: list[dict], out_dir: str) -> None:
@@ -106,17 +94,20 @@ def build(p: beam.Pipeline, cfg: Config, seeds: list[dict], out_dir: str) -> Non
         )
 
 
-def _exists_nonempty(path: str) -> bool:
-    if not FileSystems.exists(path):
-        return False
-    found = FileSystems.match([FileSystems.join(path, "*")])[0].metadata_list
-    return bool(found)
+def _files_under(path: str) -> list[str]:
+    """What lies under ``path`` two levels deep, found by glob, so that object stores (where
+    a "directory" is only a name prefix) answer as well as local disks."""
+    patterns = [FileSystems.join(path, "*"), FileSystems.join(path, "*", "*")]
+    return [m.path for r in FileSystems.match(patterns) for m in r.metadata_list]
 
 
-def _clear(paths: list[str]) -> None:
-    existing = [p for p in paths if FileSystems.exists(p)]
-    if existing:
-        FileSystems.delete(existing)
+def _delete_tree(path: str) -> None:
+    for pattern in (FileSystems.join(path, "*", "*"), FileSystems.join(path, "*")):
+        found = [m.path for m in FileSystems.match([pattern])[0].metadata_list]
+        if found:
+            FileSystems.delete(found)
+    if FileSystems.exists(path):  # a local directory, now empty
+        FileSystems.delete([path])
 
 
 def _move_tree(src_dir: str, dst_dir: str) -> None:
@@ -208,7 +199,7 @@ def build_manifest(cfg: Config, run_id: str, requested: int, stats: list[dict], 
 def run(cfg: Config, output: str, beam_args: list[str], overwrite: bool = False) -> dict:
     """Run the job into ``output``; returns the manifest (also written as OUT/manifest.json)."""
     output = output.rstrip("/")
-    if _exists_nonempty(output) and not overwrite:
+    if _files_under(output) and not overwrite:
         raise OutputError(f"output directory {output} is not empty; pass --overwrite to replace it")
     seeds = make_seeds(cfg)
     load_tokenizer(cfg.tokens.tokenizer)  # fail now, not on a worker, if it cannot load
@@ -224,14 +215,13 @@ def run(cfg: Config, output: str, beam_args: list[str], overwrite: bool = False)
     manifest = build_manifest(
         cfg, run_id, len(seeds), stats, _counters(result), time.monotonic() - started
     )
-    old = [FileSystems.join(output, n) for n in (*TABLE_DIRS, MANIFEST)]
-    stale = [
-        m.path for m in FileSystems.match([FileSystems.join(output, ".tmp-*")])[0].metadata_list
-    ]
-    _clear(old + [s for s in stale if not s.rstrip("/").endswith(run_id)])
+    manifest_path = FileSystems.join(output, MANIFEST)
+    if FileSystems.exists(manifest_path):
+        FileSystems.delete([manifest_path])
     for table in TABLE_DIRS:
+        _delete_tree(FileSystems.join(output, table))
         _move_tree(FileSystems.join(tmp_dir, table), FileSystems.join(output, table))
-    _clear([tmp_dir])
+    _delete_tree(tmp_dir)
     manifest_tmp = FileSystems.join(output, MANIFEST + ".tmp")
     with FileSystems.create(manifest_tmp) as handle:
         handle.write(json.dumps(manifest, indent=2, sort_keys=False).encode())

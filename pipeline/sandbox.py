@@ -167,6 +167,7 @@ class Sandbox:
         self.isolation_level = ISOLATION_PROCESS  # until the self-check says otherwise
         candidates = [self._python] if python else _interpreters()
         self.isolation_level = self._select_isolation(unprivileged_uid, candidates)
+        _make_worker_undumpable()
 
     # ----------------------------------------------------------------- public API
 
@@ -455,6 +456,17 @@ def _last_line(data: bytes) -> str:
         if line.strip():
             return line.strip()[:DETAIL_CHARS]
     return ""
+
+
+def _make_worker_undumpable() -> None:
+    """PR_SET_DUMPABLE=0 on the worker: its /proc/<pid>/environ and memory become root-owned,
+    so a child running as the worker's own (non-root) uid cannot read the API key there."""
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+
+    pr_set_dumpable = 4
+    ctypes.CDLL(None, use_errno=True).prctl(pr_set_dumpable, 0, 0, 0, 0)
 
 
 def _interpreters() -> list[str]:

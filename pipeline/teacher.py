@@ -4,7 +4,8 @@ Failure classes:
 - retryable (429, 408, 409, >= 500, timeouts, connection errors): retried with exponential
   backoff and jitter up to ``teacher.retries`` times; a ``Retry-After`` header is honoured;
 - permanent (any other 4xx, malformed body): no retry, status ``teacher_error`` with the code;
-- fatal (401 / 403: the key is wrong for every request): ``TeacherFatalError`` aborts the run.
+- fatal (401 / 403: the key is wrong; 404: unknown model or wrong base URL — true of every
+  request alike): ``TeacherFatalError`` aborts the run with one line.
 An answer cut off by ``max_tokens`` comes back with status ``truncated``.
 """
 
@@ -95,6 +96,12 @@ class TeacherClient:
                     raise TeacherFatalError(
                         f"teacher rejected the API key (HTTP {status}); check the variable "
                         f"named by teacher.api_key_env ({self._cfg.api_key_env})"
+                    ) from None
+                if status == 404:
+                    message = _scrub(exc.message, self._api_key)
+                    raise TeacherFatalError(
+                        f"teacher answered HTTP 404 (unknown teacher.model "
+                        f"{self._cfg.model!r} or wrong teacher.base_url): {message}"
                     ) from None
                 retryable = status in _RETRYABLE_STATUS or status >= 500
                 rate_limited += status == 429

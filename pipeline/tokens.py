@@ -67,7 +67,7 @@ def _qwen2() -> Tokenizer:
         name=QWEN2,
         files_hash=_file_hash(path),
         vocab_size=encoding.n_vocab,
-        _encode=functools.partial(encoding.encode_ordinary),
+        _encode=encoding.encode_ordinary,
         _decode=encoding.decode,
         special_ids={t: specials[t] for t in (IM_START, IM_END, ENDOFTEXT)},
     )
@@ -117,6 +117,11 @@ def assistant_text(sample: dict) -> str:
 
 def encode_chat(tok: Tokenizer, user: str, assistant: str) -> tuple[np.ndarray, np.ndarray]:
     """(input_ids int32, loss_mask int8) of a one-turn ChatML conversation."""
+    for text in (user, assistant):
+        for token in tok.special_ids:
+            if token in text:
+                # A HF tokenizer would encode it as the control token and break the template.
+                raise ValueError(f"text contains the special token {token}")
     start, end = tok.special_ids[IM_START], tok.special_ids[IM_END]
     newline = tok.encode("\n")
     segments = [

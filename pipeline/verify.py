@@ -46,6 +46,7 @@ from pipeline.records import DROPPED, ERRORS, KEPT, REFERENCE, SELECT, VERIFY
 from pipeline.sandbox import Limits, Sandbox
 
 NOT_RUN = "NOT_RUN"  # attempt verdict: the teacher's answer could not be parsed, nothing ran
+ERRORED = "ERROR"  # attempt verdict: a stage raised on this attempt (see ``errored_attempt``)
 ATTEMPT_ROWS = "attempt_rows"
 FAILED = "failed"  # attempt-row reason: it ran and did not pass
 RAW_STATUSES = (records.PARSE_ERROR, records.SCHEMA_INVALID, records.TRUNCATED)
@@ -422,6 +423,18 @@ def _final_answer(majority: str, reference: str) -> str | None:
     return normalize_answer(majority)
 
 
+def errored_attempt(record: dict) -> dict:
+    """An attempt that raised inside a stage still takes part in SelectAttempt, as a failure."""
+    return {
+        **record,
+        "verdict": ERRORED,
+        "verify_detail": record.get("detail", ""),
+        "attempt_status": records.ERROR,
+        "attempt_detail": record.get("detail", ""),
+        "isolation_level": None,
+    }
+
+
 def select_attempt(
     attempts: list[dict], attempts_requested: int, rel_tol: float = 1e-6
 ) -> Selection:
@@ -447,9 +460,10 @@ def select_attempt(
     chosen, rate = choose_attempt(work, attempts_requested)
     reason, detail = None, ""
     if chosen is None:
-        infra = [a for a in work if a["verdict"] == records.INFRA_ERROR]
-        if infra:
-            reason, detail = records.ERROR, f"INFRA_ERROR: {infra[0].get('verify_detail', '')}"
+        broken = [a for a in work if a["verdict"] in (records.INFRA_ERROR, ERRORED)]
+        if broken:
+            first = broken[0]
+            reason, detail = records.ERROR, f"{first['verdict']}: {first.get('verify_detail', '')}"
         else:
             reason, detail = records.NO_PASSING_ATTEMPT, _verdict_counts(work, attempts_requested)
     elif is_math and not answers_match(majority, problem.get("answer"), rel_tol):
@@ -608,7 +622,9 @@ class _SelectFn(beam.DoFn):
             selection = select_attempt(list(attempts), self._requested, self._rel_tol)
         except Exception as exc:  # noqa: BLE001 - routed to the errors output with its text
             beam.metrics.Metrics.counter(SELECT, records.ERROR).inc()
-            yield beam.pvalue.TaggedOutput(ERRORS, records.error({"id": problem_id}, SELECT, exc))
+            first = next(iter(attempts), {"id": problem_id})
+            problem = {k: v for k, v in first.items() if k not in ATTEMPT_KEYS + DROP_KEYS}
+            yield beam.pvalue.TaggedOutput(ERRORS, records.error(problem, SELECT, exc))
             return
         for row in selection.attempt_rows:
             yield beam.pvalue.TaggedOutput(ATTEMPT_ROWS, row)

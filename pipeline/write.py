@@ -50,12 +50,25 @@ def _list_array(values: list, value_type: pa.DataType) -> pa.Array:
     )
 
 
+def _as_text(value, nullable: bool):
+    if value is None:
+        return None if nullable else ""
+    return value if isinstance(value, str) else str(value)
+
+
 def rows_to_table(rows: list[dict], schema: pa.Schema) -> pa.Table:
+    """One Arrow table in ``schema``'s column order; keys outside the schema are ignored.
+
+    String columns take any value as text (an error row may lack fields or carry a number
+    where text was expected); a record must never fail the write of its shard.
+    """
     columns = []
     for field in schema:
         values = [row.get(field.name) for row in rows]
         if field.name == "schema_version":
             values = [SCHEMA_VERSION] * len(rows)
+        if pa.types.is_string(field.type):
+            values = [_as_text(v, field.nullable) for v in values]
         if pa.types.is_list(field.type):
             columns.append(_list_array(values, field.type.value_type))
         else:

@@ -48,6 +48,7 @@ def test_example_configs_validate():
         ("decontam:\n  benchmarks: [nope.jsonl]\n", "decontam.benchmarks: 'nope.jsonl' is neither"),
         ("- just\n- a list\n", "the top level must be a mapping"),
         ("run: [unclosed\n", "not valid YAML (line"),
+        ("run: 3\n", "run: must be a mapping of keys"),
     ],
 )
 def test_bad_config_is_one_clear_line(tmp_path, text, message):

@@ -60,6 +60,7 @@ def test_seeds_file(tmp_path):
         ("not json", "not a seed object"),
         ('{"domain": "code"}', "not a seed object"),
         ('{"domain": "poetry", "topic": "t", "difficulty": "d"}', "is not in generation.domains"),
+        ('{"domain": "math", "topic": 7, "difficulty": "d"}', "must be text"),
     ],
 )
 def test_bad_seeds_file(tmp_path, line, message):
@@ -83,12 +84,14 @@ def test_request_seed_is_stable_and_distinct():
         "```json\n" + json.dumps(CODE) + "\n```",
         "Here it is:\n```\n" + json.dumps(CODE, indent=2) + "\n```\nGood luck!",
         "Sure! " + json.dumps(CODE) + " Done.",
+        "Plan:\n```python\nprint('draft')\n```\nAnswer: " + json.dumps(CODE),
+        json.dumps({**CODE, "statement": "Use it like this:\n```python\nadd(1, 2)\n```\nok."}),
     ],
 )
 def test_parse_accepts_bare_and_fenced_json(text):
     fields, reason, _ = parse_answer(text, "code_problem")
     assert reason is None
-    assert fields == CODE
+    assert fields["entry_point"] == CODE["entry_point"] and fields["tests"] == CODE["tests"]
 
 
 @pytest.mark.parametrize(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -306,6 +307,42 @@ def test_candidate_sees_no_api_key(sandbox, monkeypatch):
         "    assert not any('sk-test' in v for v in os.environ.values())\n"
     )
     assert sandbox.run_tests("", tests)["verdict"] == records.PASS
+
+
+def test_worker_becomes_undumpable():
+    code = (
+        "import ctypes\nfrom pipeline.sandbox import Sandbox\n"
+        "Sandbox(unprivileged_uid=None)\nprint(ctypes.CDLL(None).prctl(3, 0, 0, 0, 0))\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip().splitlines()[-1] == "0"  # PR_GET_DUMPABLE
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root reads any /proc; uid isolation covers root")
+def test_candidate_cannot_read_the_workers_environ_via_proc():
+    """The worker is started with a key in its environment (as a real worker is) and runs the
+    candidate at the plain ``process`` level, the same uid as the worker."""
+    worker = (
+        "from pipeline.sandbox import Sandbox, Limits\n"
+        "box = Sandbox(Limits(timeout_s=5), unprivileged_uid=None)\n"
+        "program = ('import os\\n'\n"
+        "  'try:\\n'\n"
+        '  \'    data = open(f"/proc/{os.getppid()}/environ", "rb").read()\\n\'\n'
+        '  \'    print("LEAK" if b"sk-proc-secret" in data else "clean")\\n\'\n'
+        "  'except OSError:\\n'\n"
+        "  '    print(\"denied\")\\n')\n"
+        "print(box.run_program(program)['stdout_last_line'])\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", worker],
+        env={**os.environ, "OPENAI_API_KEY": "sk-proc-secret"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip().splitlines()[-1] in ("denied", "clean")
 
 
 def test_candidate_runs_in_a_fresh_temp_dir_that_is_removed(sandbox):

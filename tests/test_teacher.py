@@ -136,8 +136,15 @@ def test_401_aborts_without_leaking_the_key(scripted):
     assert "sk-test-secret" not in str(info.value)
 
 
+def test_404_aborts_naming_the_model(scripted):
+    client, _, _ = scripted(failure(404, message="model nope not found for sk-test-secret"))
+    with pytest.raises(TeacherFatalError, match="unknown teacher.model") as info:
+        client.complete(MESSAGES, seed=1)
+    assert "sk-test-secret" not in str(info.value)
+
+
 def test_error_detail_never_contains_the_key(scripted):
-    client, _, _ = scripted(failure(404, message="model for key sk-test-secret not found"))
+    client, _, _ = scripted(failure(422, message="bad field for key sk-test-secret"))
     result = client.complete(MESSAGES, seed=1)
     assert "sk-test-secret" not in result.detail and "***" in result.detail
 

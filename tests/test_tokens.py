@@ -36,6 +36,11 @@ def test_chat_round_trip_and_mask(tok, user, assistant):
     assert tok.decode(ids[mask == 1]) == assistant + IM_END
 
 
+def test_special_tokens_in_teacher_text_are_refused(tok):
+    with pytest.raises(ValueError, match="special token <|im_end|>"):
+        encode_chat(tok, "fine", "sneaky <|im_end|> text")
+
+
 def test_default_tokenizer_is_qwen2(tok):
     assert tok.vocab_size > 151_000
     assert tok.special_ids[IM_END] == 151645
