@@ -48,8 +48,9 @@ def _one_line(exc: BaseException) -> str:
 def cmd_run(args, beam_args: list[str]) -> int:
     from pipeline.config import ConfigError, load_config
 
+    overrides = [*(args.set or []), *([f"teacher.cache_mode={args.cache}"] if args.cache else [])]
     try:
-        cfg = load_config(args.config, args.set or [])
+        cfg = load_config(args.config, overrides)
     except ConfigError as exc:
         print(f"synthgen: config error: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -134,6 +135,11 @@ def parser() -> argparse.ArgumentParser:
     )
     run_p.add_argument("--overwrite", action="store_true", help="replace an earlier run's outputs")
     run_p.add_argument(
+        "--cache",
+        choices=("on", "read-only", "refresh", "off"),
+        help="teacher response cache mode (default: teacher.cache_mode, 'on')",
+    )
+    run_p.add_argument(
         "--debug", action="store_true", default=argparse.SUPPRESS, help="show full tracebacks"
     )
     run_p.set_defaults(func=cmd_run)
@@ -160,6 +166,7 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("synthgen").setLevel(logging.INFO)  # progress lines
     _quiet_imports()
     args, extra = parser().parse_known_args(argv)
     if extra and args.command != "run":

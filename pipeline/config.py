@@ -37,6 +37,11 @@ class RunConfig(_Section):
     seeds_file: str | None = Field(None, description="JSONL of seeds instead of the combinations")
 
 
+class Price(_Section):
+    prompt: float = Field(ge=0.0, description="USD per million prompt tokens")
+    completion: float = Field(ge=0.0, description="USD per million completion tokens")
+
+
 class TeacherConfig(_Section):
     base_url: str = Field("builtin", description="'builtin' or an OpenAI-compatible base URL")
     model: str = "synthgen-builtin-teacher"
@@ -51,10 +56,35 @@ class TeacherConfig(_Section):
         0.5, ge=0.0, le=60.0, description="first retry delay, doubled each retry"
     )
     max_backoff_s: float = Field(30.0, ge=0.0, le=600.0)
+    # Quotas and caps, shared by the teacher stages of one worker process; each of
+    # ``workers`` processes gets 1/workers of them (Beam has no cross-worker counter).
+    rpm: int = Field(0, ge=0, description="requests per minute; 0 = no limit")
+    tpm: int = Field(0, ge=0, description="prompt + completion tokens per minute; 0 = no limit")
+    workers: int = Field(1, ge=1, le=100_000, description="worker processes sharing the quotas")
+    max_requests: int = Field(0, ge=0, description="hard cap on requests sent; 0 = none")
+    max_total_tokens: int = Field(0, ge=0, description="hard cap on billed tokens; 0 = none")
+    max_cost_usd: float = Field(0.0, ge=0.0, description="hard cap on estimated cost; 0 = none")
+    prices: dict[str, Price] = Field(default_factory=dict, description="USD per 1M tokens by model")
+    cache_dir: str | None = Field(None, description="response cache; default ~/.cache/synthgen")
+    cache_mode: Literal["on", "read-only", "refresh", "off"] = "on"
+    cache_truncated: bool = Field(False, description="also cache finish_reason=length answers")
+    progress_s: float = Field(10.0, gt=0.0, description="seconds between progress lines")
     # Built-in teacher only: how often it plants defects, and its simulated latency / faults.
     builtin_defect_scale: float = Field(1.0, ge=0.0, le=10.0)
     builtin_latency: str = "none"
     builtin_faults: str = ""
+
+    @field_validator("cache_mode", mode="before")
+    @classmethod
+    def _yaml_on_off(cls, v):
+        # YAML 1.1 reads a bare on / off as a boolean.
+        return {True: "on", False: "off"}.get(v, v) if isinstance(v, bool) else v
+
+    @model_validator(mode="after")
+    def _priced_when_capped(self):
+        if self.max_cost_usd and self.model not in self.prices:
+            raise ValueError(f"max_cost_usd needs prices.{self.model} (USD per 1M tokens)")
+        return self
 
 
 class GenerationConfig(_Section):

@@ -11,7 +11,10 @@
 from __future__ import annotations
 
 import json
+import logging
 import re
+import threading
+import time
 from pathlib import Path
 
 import apache_beam as beam
@@ -30,6 +33,7 @@ from pipeline.teacher import (
     sampling_json,
 )
 
+log = logging.getLogger("synthgen")
 _JSON_FENCE = re.compile(r"```json\s*(.*?)```", re.DOTALL)
 _MAX_STARTS = 32
 
@@ -164,24 +168,49 @@ def attempt_messages(problem: dict) -> list[dict]:
 
 
 class _TeacherFn(ConcurrentDoFn):
-    """Shared plumbing: a teacher client per worker and usage counters per stage."""
+    """Shared plumbing: a teacher client per worker, usage counters per stage, and a progress
+    line on the ``synthgen`` logger every ``teacher.progress_s`` seconds while calls run."""
 
     stage = ""
 
-    def __init__(self, cfg: Config):
+    def __init__(self, cfg: Config, run_id: str, expected: int):
         super().__init__(cfg.teacher.concurrency)
         self._cfg = cfg
+        self._run_id = run_id
+        self._expected = expected
 
     def setup(self):
         super().setup()
-        self._client, self._server = open_teacher(self._cfg.teacher, self._cfg.run.seed)
+        self._client, self._server = open_teacher(
+            self._cfg.teacher, self._cfg.run.seed, self._run_id
+        )
+        self._done, self._started = 0, time.monotonic()
+        self._stopped = threading.Event()
+        threading.Thread(target=self._report_progress, daemon=True).start()
 
     def teardown(self):
         super().teardown()
+        self._stopped.set()
         if getattr(self, "_client", None) is not None:
             self._client.close()
         if getattr(self, "_server", None) is not None:
             self._server.stop()
+
+    def _report_progress(self):
+        while not self._stopped.wait(self._cfg.teacher.progress_s):
+            if self._pending:
+                log.info(self.progress_line())
+
+    def progress_line(self) -> str:
+        elapsed = max(time.monotonic() - self._started, 1e-9)
+        rate = self._done / elapsed
+        eta = (self._expected - self._done) / rate if rate else float("inf")
+        gate = self._client.gate
+        return (
+            f"teacher {self.stage}: {self._done} done of <= {self._expected}, "
+            f"{len(self._pending)} in flight, {rate:.1f}/s, {gate.tokens} tokens, "
+            f"${gate.cost_usd:.4f}, ETA {eta:.0f} s"
+        )
 
     def work(self, element):
         try:
@@ -199,6 +228,7 @@ class _TeacherFn(ConcurrentDoFn):
         return value["reason"] if tag in (records.DROPPED, records.ERRORS) else tag
 
     def on_result(self, tag, value):
+        self._done += 1
         result = value.pop("_usage", None)
         if result is not None:
             count_usage(f"teacher.{self.stage}", result)
@@ -235,12 +265,12 @@ class _ProblemFn(_TeacherFn):
 
 
 class GenerateProblems(beam.PTransform):
-    def __init__(self, cfg: Config):
+    def __init__(self, cfg: Config, run_id: str, expected: int):
         super().__init__()
-        self._cfg = cfg
+        self._fn = _ProblemFn(cfg, run_id, expected)
 
     def expand(self, seeds):
-        tagged = seeds | "AskTeacherForProblems" >> beam.ParDo(_ProblemFn(self._cfg)).with_outputs(
+        tagged = seeds | "AskTeacherForProblems" >> beam.ParDo(self._fn).with_outputs(
             records.DROPPED, records.ERRORS, main=records.KEPT
         )
         return records.split_outputs(tagged)
@@ -293,19 +323,17 @@ class _AttemptFn(_TeacherFn):
 class GenerateAttempts(beam.PTransform):
     """problem -> ``generation.attempts`` attempt elements (kept) | errors."""
 
-    def __init__(self, cfg: Config):
+    def __init__(self, cfg: Config, run_id: str, expected: int):
         super().__init__()
-        self._cfg = cfg
+        self._attempts = cfg.generation.attempts
+        self._fn = _AttemptFn(cfg, run_id, expected)
 
     def expand(self, problems):
-        k = self._cfg.generation.attempts
         tagged = (
             problems
-            | "FanOutAttempts" >> beam.FlatMap(attempt_requests, k)
+            | "FanOutAttempts" >> beam.FlatMap(attempt_requests, self._attempts)
             | "SpreadAttempts" >> beam.Reshuffle()
             | "AskTeacherForAttempts"
-            >> beam.ParDo(_AttemptFn(self._cfg)).with_outputs(
-                records.DROPPED, records.ERRORS, main=records.KEPT
-            )
+            >> beam.ParDo(self._fn).with_outputs(records.DROPPED, records.ERRORS, main=records.KEPT)
         )
         return records.split_outputs(tagged)

@@ -34,6 +34,7 @@ TOKENS = "tokens"
 
 # Reason codes (problem level unless noted).
 TEACHER_ERROR = "teacher_error"  # retries exhausted or a permanent API error
+BUDGET_EXHAUSTED = "budget_exhausted"  # a teacher cap was reached before this request
 TRUNCATED = "truncated"  # finish_reason == "length"
 PARSE_ERROR = "parse_error"  # no JSON object in the answer
 SCHEMA_INVALID = "schema_invalid"  # JSON that does not match schemas/*.schema.json

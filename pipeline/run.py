@@ -54,18 +54,19 @@ def rejected_row(record: dict) -> dict:
     return {**record, "problem": record.get("statement")}
 
 
-def build(p: beam.Pipeline, cfg: Config, seeds: list[dict], out_dir: str) -> None:
+def build(p: beam.Pipeline, cfg: Config, seeds: list[dict], out_dir: str, run_id: str) -> None:
     problems = (
         p
         | "CreateSeeds" >> beam.Create(seeds, reshuffle=False)
         | "SpreadSeeds" >> beam.Reshuffle()
-        | "GenerateProblems" >> GenerateProblems(cfg)
+        | "GenerateProblems" >> GenerateProblems(cfg, run_id, len(seeds))
     )
     reference = problems.kept | "VerifyReference" >> VerifyReference(cfg.verify)
     decontam = reference.kept | "Decontaminate" >> Decontaminate(cfg.decontam)
     language = decontam.kept | "FilterLanguage" >> FilterLanguage(cfg.language)
     dedup = language.kept | "Dedup" >> Dedup(cfg.dedup)
-    attempts = dedup.kept | "GenerateAttempts" >> GenerateAttempts(cfg)
+    upper_bound = len(seeds) * cfg.generation.attempts
+    attempts = dedup.kept | "GenerateAttempts" >> GenerateAttempts(cfg, run_id, upper_bound)
     verified = attempts.kept | "VerifyAttempts" >> VerifyAttempts(cfg.verify)
     failed_attempts = (attempts.errors, verified.errors) | "AttemptErrors" >> beam.Flatten()
     judged = (
@@ -147,14 +148,32 @@ def _versions() -> dict[str, str]:
     return versions
 
 
-def _teacher_summary(counters: dict) -> dict:
+def _teacher_summary(cfg: Config, counters: dict) -> dict:
     stages = {
         ns.removeprefix("teacher."): v for ns, v in counters.items() if ns.startswith("teacher.")
     }
     total = Counter()
     for values in stages.values():
         total.update(values)
-    return {"total": dict(total), "by_stage": stages}
+    t = cfg.teacher
+    cost = total.get("cost_micro_usd", 0) / 1e6
+    return {
+        "total": dict(total),
+        "by_stage": stages,
+        "cost_usd": round(cost, 6),
+        "cache_hit_rate": round(
+            total.get("cache_hits", 0)
+            / max(1, total.get("cache_hits", 0) + total.get("cache_misses", 0)),
+            4,
+        ),
+        "budget": {
+            "max_requests": t.max_requests,
+            "max_total_tokens": t.max_total_tokens,
+            "max_cost_usd": t.max_cost_usd,
+            "workers": t.workers,
+            "exhausted": total.get(records.BUDGET_EXHAUSTED, 0) > 0,
+        },
+    }
 
 
 def build_manifest(cfg: Config, run_id: str, requested: int, stats: list[dict], counters, elapsed):
@@ -190,7 +209,7 @@ def build_manifest(cfg: Config, run_id: str, requested: int, stats: list[dict], 
             "isolation_levels": dict(isolation),
         },
         "tokens": {"data": sum(s["tokens"] for s in by_table["data"])},
-        "teacher": _teacher_summary(counters),
+        "teacher": _teacher_summary(cfg, counters),
         "stages": {ns: v for ns, v in sorted(counters.items()) if not ns.startswith("teacher.")},
         "shards": {t: [{k: s[k] for k in shard_fields} for s in by_table[t]] for t in TABLE_DIRS},
     }
@@ -208,7 +227,7 @@ def run(cfg: Config, output: str, beam_args: list[str], overwrite: bool = False)
     started = time.monotonic()
     options = PipelineOptions(beam_args)
     p = beam.Pipeline(options=options)
-    build(p, cfg, seeds, tmp_dir)
+    build(p, cfg, seeds, tmp_dir, run_id)
     result = p.run()
     result.wait_until_finish()
     stats = _read_stats(FileSystems.join(tmp_dir, "_stats"))

@@ -2,30 +2,50 @@
 
 Failure classes:
 - retryable (429, 408, 409, >= 500, timeouts, connection errors): retried with exponential
-  backoff and jitter up to ``teacher.retries`` times; a ``Retry-After`` header is honoured;
-- permanent (any other 4xx, malformed body): no retry, status ``teacher_error`` with the code;
+  backoff and jitter up to ``teacher.retries`` times; a 429's ``Retry-After`` pauses every
+  request of the worker (``WorkerGate.pause``), not just the one that got it;
+- permanent (any other 4xx, a content filter, a malformed body): no retry, ``teacher_error``
+  with the status and message;
 - fatal (401 / 403: the key is wrong; 404: unknown model or wrong base URL — true of every
   request alike): ``TeacherFatalError`` aborts the run with one line.
 An answer cut off by ``max_tokens`` comes back with status ``truncated``.
+
+Never paying twice: every request is looked up first in the content-addressed
+``ResponseCache`` (``pipeline.cache``); only complete answers are stored. Never overspending:
+the ``WorkerGate`` of the worker process holds the request / token rate limits and the hard
+caps (requests, tokens, cost); once a cap is reached no request is sent and the result is
+``budget_exhausted``. Caps are checked before each send, so a run overshoots by at most the
+requests already in flight.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import random
+import threading
 import time
 from dataclasses import dataclass
 
 import apache_beam as beam
 import openai
 
+from pipeline.cache import (
+    ResponseCache,
+    base_url_family,
+    default_cache_dir,
+    entry_from_result,
+    request_key,
+)
 from pipeline.config import TeacherConfig
-from pipeline.records import TEACHER_ERROR, TRUNCATED
+from pipeline.records import BUDGET_EXHAUSTED, TEACHER_ERROR, TRUNCATED
 
 BUILTIN = "builtin"
 OK = "ok"
 _RETRYABLE_STATUS = {408, 409, 429}
+_MICRO = 1_000_000
+log = logging.getLogger("synthgen")
 
 
 class TeacherFatalError(RuntimeError):
@@ -34,13 +54,16 @@ class TeacherFatalError(RuntimeError):
 
 @dataclass
 class TeacherResult:
-    status: str  # OK, TEACHER_ERROR or TRUNCATED
+    status: str  # OK, TEACHER_ERROR, TRUNCATED or BUDGET_EXHAUSTED
     content: str = ""
     finish_reason: str = ""
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    requests: int = 0  # HTTP requests sent for this call (0 when cached or refused)
     retries: int = 0
     rate_limited: int = 0
+    cached: bool = False
+    cost_usd: float = 0.0
     detail: str = ""
 
 
@@ -51,6 +74,17 @@ def sampling_params(cfg: TeacherConfig, seed: int) -> dict:
         "max_tokens": cfg.max_tokens,
         "seed": seed,
     }
+
+
+def sampling_json(cfg: TeacherConfig, seed: int) -> str:
+    return json.dumps(sampling_params(cfg, seed), sort_keys=True)
+
+
+def call_cost(cfg: TeacherConfig, prompt_tokens: int, completion_tokens: int) -> float:
+    price = cfg.prices.get(cfg.model)
+    if price is None:
+        return 0.0
+    return (prompt_tokens * price.prompt + completion_tokens * price.completion) / _MICRO
 
 
 def _retry_after(exc: openai.APIStatusError) -> float | None:
@@ -65,13 +99,118 @@ def _scrub(text: str, secret: str) -> str:
     return text.replace(secret, "***") if secret else text
 
 
-class TeacherClient:
-    """One OpenAI client with synthgen's retry policy. Thread-safe; create it in ``setup()``."""
+class WorkerGate:
+    """What one worker process may still send: rate limits, the 429 pause, hard caps.
 
-    def __init__(self, cfg: TeacherConfig, base_url: str, api_key: str, sleep=time.sleep):
+    Shared by every teacher client of a run in the process (see ``worker_gate``); each of
+    ``teacher.workers`` processes gets 1/workers of every quota and cap. Token buckets refill
+    continuously; tokens are charged when the answer arrives, so the token bucket may go
+    negative and then holds back the next requests until it has refilled.
+    """
+
+    def __init__(self, cfg: TeacherConfig, clock=time.monotonic, sleep=time.sleep):
+        share = 1.0 / cfg.workers
+        self._cfg = cfg
+        self._clock, self._sleep = clock, sleep
+        self._request_rate = cfg.rpm * share / 60.0
+        self._token_rate = cfg.tpm * share / 60.0
+        self._max_requests = cfg.max_requests * share
+        self._max_tokens = cfg.max_total_tokens * share
+        self._max_cost = cfg.max_cost_usd * share
+        self._lock = threading.Lock()
+        self._requests_left = max(1.0, self._request_rate)  # one second of burst
+        self._tokens_left = self._token_rate * 60.0 / 10.0  # six seconds of tokens
+        self._refilled = clock()
+        self._paused_until = 0.0
+        self.requests = self.tokens = 0
+        self.cost_usd = 0.0
+
+    def _cap_reached(self) -> str:
+        if self._max_requests and self.requests >= self._max_requests:
+            return f"max_requests {self._cfg.max_requests} reached"
+        if self._max_tokens and self.tokens >= self._max_tokens:
+            return f"max_total_tokens {self._cfg.max_total_tokens} reached"
+        if self._max_cost and self.cost_usd >= self._max_cost:
+            return f"max_cost_usd {self._cfg.max_cost_usd} reached"
+        return ""
+
+    def _refill(self, now: float) -> None:
+        elapsed, self._refilled = now - self._refilled, now
+        if self._request_rate:
+            cap = max(1.0, self._request_rate)
+            self._requests_left = min(cap, self._requests_left + elapsed * self._request_rate)
+        if self._token_rate:
+            cap = self._token_rate * 6.0
+            self._tokens_left = min(cap, self._tokens_left + elapsed * self._token_rate)
+
+    def acquire(self) -> str:
+        """Wait until a request may go; '' then, or the reason a cap stops all requests."""
+        while True:
+            with self._lock:
+                cap = self._cap_reached()
+                if cap:
+                    return cap
+                now = self._clock()
+                self._refill(now)
+                wait = self._paused_until - now
+                if self._request_rate and self._requests_left < 1.0:
+                    wait = max(wait, (1.0 - self._requests_left) / self._request_rate)
+                if self._token_rate and self._tokens_left < 0.0:
+                    wait = max(wait, -self._tokens_left / self._token_rate)
+                if wait <= 0:
+                    self._requests_left -= 1.0
+                    self.requests += 1
+                    return ""
+            self._sleep(min(wait, 1.0))
+
+    def charge(self, prompt_tokens: int, completion_tokens: int) -> float:
+        """Record an answer's tokens; returns its estimated cost in USD."""
+        cost = call_cost(self._cfg, prompt_tokens, completion_tokens)
+        with self._lock:
+            self.tokens += prompt_tokens + completion_tokens
+            self.cost_usd += cost
+            self._tokens_left -= prompt_tokens + completion_tokens
+        return cost
+
+    def pause(self, seconds: float) -> None:
+        """Hold every request of this worker for ``seconds`` (a 429's Retry-After)."""
+        with self._lock:
+            self._paused_until = max(self._paused_until, self._clock() + seconds)
+
+
+_GATES: dict[str, WorkerGate] = {}
+_GATES_LOCK = threading.Lock()
+
+
+def worker_gate(cfg: TeacherConfig, run_id: str) -> WorkerGate:
+    """The process-wide gate of run ``run_id`` (a new run starts with a fresh budget)."""
+    with _GATES_LOCK:
+        if run_id not in _GATES:
+            _GATES[run_id] = WorkerGate(cfg)
+        return _GATES[run_id]
+
+
+class TeacherClient:
+    """One OpenAI client with synthgen's retry policy, cache and gate. Thread-safe; create it
+    in ``setup()``."""
+
+    def __init__(
+        self,
+        cfg: TeacherConfig,
+        base_url: str,
+        api_key: str,
+        *,
+        gate: WorkerGate | None = None,
+        cache: ResponseCache | None = None,
+        family: str | None = None,
+        sleep=time.sleep,
+    ):
         self._cfg = cfg
         self._api_key = api_key
         self._sleep = sleep
+        self.gate = gate or WorkerGate(cfg, sleep=sleep)
+        self._cache = cache
+        self._family = family or base_url_family(base_url)
         self._client = openai.OpenAI(
             base_url=base_url, api_key=api_key or "none", max_retries=0, timeout=cfg.timeout_s
         )
@@ -84,77 +223,107 @@ class TeacherClient:
         return delay * random.uniform(0.5, 1.0)
 
     def complete(self, messages: list[dict], seed: int) -> TeacherResult:
-        retries = rate_limited = 0
+        sampling = sampling_params(self._cfg, seed)
+        if self._cache is None:
+            return self._send(messages, sampling)
+        key = request_key(self._family, self._cfg.model, messages, sampling)
+        entry = self._cache.get(key, self._cfg.max_tokens)
+        if entry is not None:
+            return TeacherResult(
+                TRUNCATED if entry["finish_reason"] == "length" else OK,
+                content=entry["content"],
+                finish_reason=entry["finish_reason"],
+                prompt_tokens=entry["prompt_tokens"],
+                completion_tokens=entry["completion_tokens"],
+                cached=True,
+            )
+        result = self._send(messages, sampling)
+        if result.status in (OK, TRUNCATED) and result.requests:
+            entry = entry_from_result(
+                result,
+                model=self._cfg.model,
+                max_tokens=self._cfg.max_tokens,
+                allow_truncated=self._cfg.cache_truncated,
+            )
+            self._cache.put(key, entry)
+        return result
+
+    def _send(self, messages: list[dict], sampling: dict) -> TeacherResult:
+        result = TeacherResult(OK)
         while True:
+            refused = self.gate.acquire()
+            if refused:
+                result.status, result.detail = BUDGET_EXHAUSTED, refused
+                return result
+            result.requests += 1
             try:
                 response = self._client.chat.completions.create(
-                    model=self._cfg.model, messages=messages, **sampling_params(self._cfg, seed)
+                    model=self._cfg.model, messages=messages, **sampling
                 )
             except openai.APIStatusError as exc:
                 status = exc.status_code
-                if status in (401, 403):
-                    raise TeacherFatalError(
-                        f"teacher rejected the API key (HTTP {status}); check the variable "
-                        f"named by teacher.api_key_env ({self._cfg.api_key_env})"
-                    ) from None
-                if status == 404:
-                    message = _scrub(exc.message, self._api_key)
-                    raise TeacherFatalError(
-                        f"teacher answered HTTP 404 (unknown teacher.model "
-                        f"{self._cfg.model!r} or wrong teacher.base_url): {message}"
-                    ) from None
+                self._raise_if_fatal(status, exc)
                 retryable = status in _RETRYABLE_STATUS or status >= 500
-                rate_limited += status == 429
-                if not retryable or retries >= self._cfg.retries:
-                    detail = _scrub(f"HTTP {status}: {exc.message}", self._api_key)
-                    return TeacherResult(
-                        TEACHER_ERROR, retries=retries, rate_limited=rate_limited, detail=detail
-                    )
                 wait_s = _retry_after(exc)
-                self._sleep(self._backoff(retries) if wait_s is None else wait_s)
-                retries += 1
+                wait_s = self._backoff(result.retries) if wait_s is None else wait_s
+                if status == 429:
+                    result.rate_limited += 1
+                    self.gate.pause(wait_s)  # the whole worker backs off, not one request
+                if not retryable or result.retries >= self._cfg.retries:
+                    result.status = TEACHER_ERROR
+                    result.detail = _scrub(f"HTTP {status}: {exc.message}", self._api_key)
+                    return result
+                if status != 429:
+                    self._sleep(wait_s)
+                result.retries += 1
                 continue
             except (openai.APITimeoutError, openai.APIConnectionError) as exc:
-                if retries >= self._cfg.retries:
-                    detail = _scrub(f"{type(exc).__name__}: {exc}", self._api_key)
-                    return TeacherResult(
-                        TEACHER_ERROR, retries=retries, rate_limited=rate_limited, detail=detail
-                    )
-                self._sleep(self._backoff(retries))
-                retries += 1
+                if result.retries >= self._cfg.retries:
+                    result.status = TEACHER_ERROR
+                    result.detail = _scrub(f"{type(exc).__name__}: {exc}", self._api_key)
+                    return result
+                self._sleep(self._backoff(result.retries))
+                result.retries += 1
                 continue
-            return self._result(response, retries, rate_limited)
+            return self._read(response, result)
 
-    @staticmethod
-    def _result(response, retries: int, rate_limited: int) -> TeacherResult:
+    def _raise_if_fatal(self, status: int, exc: openai.APIStatusError) -> None:
+        if status in (401, 403):
+            raise TeacherFatalError(
+                f"teacher rejected the API key (HTTP {status}); check the variable "
+                f"named by teacher.api_key_env ({self._cfg.api_key_env})"
+            ) from None
+        if status == 404:
+            message = _scrub(exc.message, self._api_key)
+            raise TeacherFatalError(
+                f"teacher answered HTTP 404 (unknown teacher.model {self._cfg.model!r} or "
+                f"wrong teacher.base_url): {message}"
+            ) from None
+
+    def _read(self, response, result: TeacherResult) -> TeacherResult:
         usage = getattr(response, "usage", None)
+        result.prompt_tokens = getattr(usage, "prompt_tokens", 0) or 0
+        result.completion_tokens = getattr(usage, "completion_tokens", 0) or 0
+        result.cost_usd = self.gate.charge(result.prompt_tokens, result.completion_tokens)
         choices = getattr(response, "choices", None) or []
         if not choices or choices[0].message is None:
-            return TeacherResult(
-                TEACHER_ERROR,
-                retries=retries,
-                rate_limited=rate_limited,
-                detail="malformed response: no choices",
-            )
+            result.status, result.detail = TEACHER_ERROR, "malformed response: no choices"
+            return result
         choice = choices[0]
-        content = choice.message.content or ""
-        status = TRUNCATED if choice.finish_reason == "length" else OK
-        return TeacherResult(
-            status,
-            content=content,
-            finish_reason=choice.finish_reason or "",
-            prompt_tokens=getattr(usage, "prompt_tokens", 0) or 0,
-            completion_tokens=getattr(usage, "completion_tokens", 0) or 0,
-            retries=retries,
-            rate_limited=rate_limited,
-            detail="finish_reason=length" if status == TRUNCATED else "",
-        )
+        result.content = choice.message.content or ""
+        result.finish_reason = choice.finish_reason or ""
+        if result.finish_reason == "length":
+            result.status, result.detail = TRUNCATED, "finish_reason=length"
+        elif result.finish_reason == "content_filter":
+            result.status, result.detail = TEACHER_ERROR, "finish_reason=content_filter"
+        return result
 
 
-def open_teacher(cfg: TeacherConfig, run_seed: int):
+def open_teacher(cfg: TeacherConfig, run_seed: int, run_id: str):
     """(client, server) for a worker: starts the built-in teacher in process when configured.
 
-    The API key is read here, on the worker, from the variable that ``api_key_env`` names.
+    The API key is read here, on the worker, from the variable that ``api_key_env`` names; it
+    is held by the client only (never in the cache, the gate, a log line or a record).
     """
     server = None
     base_url = cfg.base_url
@@ -174,20 +343,24 @@ def open_teacher(cfg: TeacherConfig, run_seed: int):
         raise TeacherFatalError(
             f"environment variable {cfg.api_key_env} (teacher.api_key_env) is not set on the worker"
         )
-    return TeacherClient(cfg, base_url, api_key), server
+    cache = ResponseCache(cfg.cache_dir or default_cache_dir(), mode=cfg.cache_mode)
+    family = BUILTIN if cfg.base_url == BUILTIN else None
+    client = TeacherClient(
+        cfg, base_url, api_key, gate=worker_gate(cfg, run_id), cache=cache, family=family
+    )
+    return client, server
 
 
 def count_usage(namespace: str, result: TeacherResult) -> None:
     """Beam counters for one teacher call; call from the DoFn's own thread, not a pool thread."""
     counter = beam.metrics.Metrics.counter
-    counter(namespace, "requests").inc(1 + result.retries)
-    counter(namespace, "prompt_tokens").inc(result.prompt_tokens)
-    counter(namespace, "completion_tokens").inc(result.completion_tokens)
+    counter(namespace, "requests").inc(result.requests)
+    counter(namespace, "cache_hits" if result.cached else "cache_misses").inc()
+    billed = not result.cached
+    counter(namespace, "prompt_tokens").inc(result.prompt_tokens if billed else 0)
+    counter(namespace, "completion_tokens").inc(result.completion_tokens if billed else 0)
+    counter(namespace, "cost_micro_usd").inc(round(result.cost_usd * _MICRO))
     counter(namespace, "retries").inc(result.retries)
     counter(namespace, "http_429").inc(result.rate_limited)
     if result.status != OK:
         counter(namespace, result.status).inc()
-
-
-def sampling_json(cfg: TeacherConfig, seed: int) -> str:
-    return json.dumps(sampling_params(cfg, seed), sort_keys=True)

@@ -108,6 +108,7 @@ class Faults:
     rates: tuple[tuple[str, float], ...] = ()  # ("429", 0.1), ("timeout", 0.02), ...
     retry_after: float = 1.0
     timeout_s: float = 30.0
+    fail_after: int = 0  # > 0: every chat request after this many answers 400 (a dead teacher)
 
     def draw(self, rng: random.Random) -> str | None:
         u = rng.random()
@@ -120,9 +121,9 @@ class Faults:
 
 def parse_faults(spec: str | None) -> Faults:
     """Comma list like ``429=0.1,500=0.05,timeout=0.02,retry_after=1,timeout_s=30``."""
-    usage = f"keys are {', '.join(_FAULT_KEYS)} (probabilities), retry_after, timeout_s"
+    usage = f"keys are {', '.join(_FAULT_KEYS)} (probabilities), retry_after, timeout_s, fail_after"
     rates: dict[str, float] = {}
-    retry_after, timeout_s = 1.0, 30.0
+    retry_after, timeout_s, fail_after = 1.0, 30.0, 0
     try:
         pairs = _key_values(spec or "")
     except ValueError as exc:
@@ -138,12 +139,14 @@ def parse_faults(spec: str | None) -> Faults:
             retry_after = value
         elif key == "timeout_s" and 0 < value <= 3600:
             timeout_s = value
+        elif key == "fail_after" and value >= 1 and value == int(value):
+            fail_after = int(value)
         else:
             raise ValueError(f"bad faults spec {spec!r}: {key}={raw} is not allowed; {usage}")
     if sum(rates.values()) > 1:
         raise ValueError(f"bad faults spec {spec!r}: fault probabilities add up to more than 1")
     ordered = tuple((k, rates[k]) for k in _FAULT_KEYS if rates.get(k))
-    return Faults(ordered, retry_after, timeout_s)
+    return Faults(ordered, retry_after, timeout_s, fail_after)
 
 
 def _key_values(text: str) -> list[tuple[str, str]]:
@@ -232,6 +235,7 @@ class TeacherServer:
             "by_fault": {},
             "planted": {},
         }
+        self._arrivals = 0
 
     # lifecycle ----------------------------------------------------------------------------
 
@@ -326,6 +330,14 @@ class TeacherServer:
             request_hash = canonical_hash(body)
         except ValueError:
             body, request_hash = _NOT_JSON, hashlib.sha256(raw).hexdigest()
+        with self._state_lock:
+            self._arrivals += 1
+            dead = 0 < self.faults.fail_after < self._arrivals
+        if dead:
+            self._log_request(request_hash, 400, "fail_after")
+            message = f"the teacher stopped answering after {self.faults.fail_after} requests"
+            handler.send_json(400, _error_body(message, "invalid_request_error", "fail_after"))
+            return
         if fault == "timeout":
             self._stopping.wait(self.faults.timeout_s)
             handler.close_connection = True
@@ -351,13 +363,17 @@ class TeacherServer:
         # Logs and counters are written before the answer, so a client that has its answer
         # can already see it accounted for.
         self._write("label", label)
-        self._log_request(request_hash, 200, None, response["synthgen_planted"])
+        finish = response["choices"][0]["finish_reason"]
+        self._log_request(request_hash, 200, None, response["synthgen_planted"], finish)
         handler.send_json(200, response)
 
-    def _log_request(self, request_hash: str, status: int | None, fault, planted=()) -> None:
+    def _log_request(
+        self, request_hash: str, status: int | None, fault, planted=(), finish_reason=None
+    ) -> None:
         self._count("timeout" if status is None else str(status), fault, list(planted))
         record = {"t": round(time.time(), 3), "request_hash": request_hash}
-        self._write("request", {**record, "status": status, "fault": fault})
+        record.update(status=status, fault=fault, finish_reason=finish_reason)
+        self._write("request", record)
 
     def _complete(self, body: Any) -> tuple[dict, dict]:
         messages, seed, max_tokens = _validate(body)

@@ -461,9 +461,12 @@ def select_attempt(
     reason, detail = None, ""
     if chosen is None:
         broken = [a for a in work if a["verdict"] in (records.INFRA_ERROR, ERRORED)]
+        unpaid = [a for a in work if a.get("attempt_status") == records.BUDGET_EXHAUSTED]
         if broken:
             first = broken[0]
             reason, detail = records.ERROR, f"{first['verdict']}: {first.get('verify_detail', '')}"
+        elif unpaid:
+            reason, detail = records.BUDGET_EXHAUSTED, unpaid[0].get("attempt_detail", "")
         else:
             reason, detail = records.NO_PASSING_ATTEMPT, _verdict_counts(work, attempts_requested)
     elif is_math and not answers_match(majority, problem.get("answer"), rel_tol):

@@ -50,7 +50,11 @@ def e2e(tmp_path_factory):
     ) as server:
         cfg = load_config(
             "examples/quickstart.yaml",
-            [f"teacher.base_url={server.url}", f"teacher.api_key_env={KEY_ENV}"],
+            [
+                f"teacher.base_url={server.url}",
+                f"teacher.api_key_env={KEY_ENV}",
+                f"teacher.cache_dir={tmp / 'cache'}",
+            ],
         )
         manifest = run(cfg, str(tmp / "out"), ["--runner=FnApiRunner"])
     mp.undo()

@@ -8,7 +8,7 @@ import pytest
 
 from pipeline import records
 from pipeline.config import TeacherConfig
-from pipeline.teacher import OK, TeacherClient, TeacherFatalError
+from pipeline.teacher import OK, TeacherClient, TeacherFatalError, WorkerGate
 
 
 def completion(content="{}", finish="stop"):
@@ -74,6 +74,21 @@ class Scripted:
         self.server.server_close()
 
 
+class FakeClock:
+    """Time that moves only when someone sleeps; records every sleep."""
+
+    def __init__(self):
+        self.t = 0.0
+        self.sleeps = []
+
+    def now(self) -> float:
+        return self.t
+
+    def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.t += seconds
+
+
 @pytest.fixture
 def scripted():
     servers = []
@@ -81,14 +96,11 @@ def scripted():
     def make(*script, key="sk-test-secret", **cfg):
         server = Scripted(script)
         servers.append(server)
-        sleeps = []
-        client = TeacherClient(
-            TeacherConfig(retries=cfg.pop("retries", 3), **cfg),
-            server.url,
-            key,
-            sleep=sleeps.append,
-        )
-        return client, server, sleeps
+        clock = FakeClock()
+        config = TeacherConfig(retries=cfg.pop("retries", 3), **cfg)
+        gate = WorkerGate(config, clock=clock.now, sleep=clock.sleep)
+        client = TeacherClient(config, server.url, key, gate=gate, sleep=clock.sleep)
+        return client, server, clock.sleeps
 
     yield make
     for s in servers:
@@ -111,7 +123,7 @@ def test_429_honours_retry_after_then_succeeds(scripted):
     client, server, sleeps = scripted(failure(429, {"Retry-After": "3"}), completion())
     result = client.complete(MESSAGES, seed=1)
     assert result.status == OK and result.retries == 1 and result.rate_limited == 1
-    assert sleeps == [3.0] and len(server.requests) == 2
+    assert sum(sleeps) == 3.0 and len(server.requests) == 2
 
 
 def test_5xx_backs_off_exponentially_then_gives_up(scripted):
@@ -177,3 +189,67 @@ def test_connection_refused_is_retried_then_reported():
     result = client.complete(MESSAGES, seed=1)
     assert result.status == records.TEACHER_ERROR and "APIConnectionError" in result.detail
     assert len(sleeps) == 2
+
+
+def test_429_pauses_every_request_of_the_worker(scripted):
+    client, server, sleeps = scripted(
+        failure(429, {"Retry-After": "2"}), completion(), completion()
+    )
+    assert client.complete(MESSAGES, seed=1).status == OK
+    clock_before = sum(sleeps)
+    other = TeacherClient(client._cfg, server.url, "k", gate=client.gate)
+    assert other.complete(MESSAGES, seed=2).status == OK
+    assert clock_before == 2.0 and len(server.requests) == 3
+
+
+def test_request_rate_limit_spaces_requests():
+    clock = FakeClock()
+    gate = WorkerGate(TeacherConfig(rpm=60), clock=clock.now, sleep=clock.sleep)
+    for _ in range(5):
+        assert gate.acquire() == ""
+    assert sum(clock.sleeps) == pytest.approx(4.0)  # one burst, then one a second
+
+
+def test_token_rate_limit_holds_back_after_a_big_answer():
+    clock = FakeClock()
+    gate = WorkerGate(TeacherConfig(tpm=600), clock=clock.now, sleep=clock.sleep)
+    assert gate.acquire() == ""
+    gate.charge(100, 60)  # 160 tokens against 60 in the bucket, refilling 10 per second
+    assert gate.acquire() == ""
+    assert sum(clock.sleeps) == pytest.approx(10.0)
+
+
+def test_caps_stop_requests_before_they_are_sent(scripted):
+    client, server, _ = scripted(completion(), completion(), max_requests=2)
+    assert client.complete(MESSAGES, seed=1).status == OK
+    assert client.complete(MESSAGES, seed=2).status == OK
+    refused = client.complete(MESSAGES, seed=3)
+    assert refused.status == records.BUDGET_EXHAUSTED and "max_requests 2" in refused.detail
+    assert len(server.requests) == 2 and refused.requests == 0
+
+
+def test_cost_cap_from_the_price_table():
+    cfg = TeacherConfig(
+        model="m", max_cost_usd=0.01, prices={"m": {"prompt": 1.0, "completion": 4.0}}
+    )
+    gate = WorkerGate(cfg, clock=FakeClock().now)
+    assert gate.acquire() == ""
+    assert gate.charge(2000, 2000) == pytest.approx(0.01)
+    assert gate.acquire() == "max_cost_usd 0.01 reached"
+
+
+def test_caps_are_split_between_workers():
+    gate = WorkerGate(TeacherConfig(max_requests=10, workers=5), clock=FakeClock().now)
+    assert [gate.acquire() for _ in range(3)] == ["", "", "max_requests 10 reached"]
+
+
+def test_cache_serves_a_repeated_request_without_paying(scripted, tmp_path):
+    from pipeline.cache import ResponseCache
+
+    client, server, _ = scripted(completion('{"a": 1}'))
+    client._cache = ResponseCache(str(tmp_path / "cache"))
+    first, second = client.complete(MESSAGES, seed=7), client.complete(MESSAGES, seed=7)
+    assert (first.cached, second.cached) == (False, True)
+    assert second.content == '{"a": 1}' and len(server.requests) == 1
+    for path in (tmp_path / "cache").rglob("*"):
+        assert not path.is_file() or b"sk-test-secret" not in path.read_bytes()

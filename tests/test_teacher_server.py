@@ -327,7 +327,7 @@ def test_429_carries_retry_after_and_is_logged(tmp_path):
     assert caught.value.response.headers["retry-after"] == "3"
     assert caught.value.body["type"] == "rate_limit_error"
     [record] = read_jsonl(log)
-    assert set(record) == {"t", "request_hash", "status", "fault"}
+    assert set(record) == {"t", "request_hash", "status", "fault", "finish_reason"}
     assert (record["status"], record["fault"]) == (429, "429")
 
 
