@@ -29,8 +29,13 @@ class Template:
         return hashlib.sha256(self.source.encode()).hexdigest()[:16]
 
     def render(self, **variables) -> str:
-        env = jinja2.Environment(undefined=jinja2.StrictUndefined, keep_trailing_newline=False)
-        return env.from_string(self.source).render(**variables).strip() + "\n"
+        return _compiled(self.source).render(**variables).strip() + "\n"
+
+
+@functools.cache
+def _compiled(source: str) -> jinja2.Template:
+    env = jinja2.Environment(undefined=jinja2.StrictUndefined, keep_trailing_newline=False)
+    return env.from_string(source)
 
 
 @functools.cache

@@ -257,8 +257,13 @@ class TeacherClient:
                 return result
             result.requests += 1
             try:
-                response = self._client.chat.completions.create(
-                    model=self._cfg.model, messages=messages, **sampling
+                # The client's own HTTP stack (auth, errors, timeouts) without its typed
+                # request transform and response models: they cost more CPU per request than
+                # everything else here, and a worker sends hundreds of requests a second.
+                response = self._client.post(
+                    "/chat/completions",
+                    body={"model": self._cfg.model, "messages": messages, **sampling},
+                    cast_to=dict,
                 )
             except openai.APIStatusError as exc:
                 status = exc.status_code
@@ -277,6 +282,10 @@ class TeacherClient:
                     self._sleep(wait_s)
                 result.retries += 1
                 continue
+            except (openai.APIResponseValidationError, ValueError) as exc:
+                result.status = TEACHER_ERROR
+                result.detail = f"malformed response body: {type(exc).__name__}"
+                return result
             except (openai.APITimeoutError, openai.APIConnectionError) as exc:
                 if result.retries >= self._cfg.retries:
                     result.status = TEACHER_ERROR
@@ -300,18 +309,19 @@ class TeacherClient:
                 f"wrong teacher.base_url): {message}"
             ) from None
 
-    def _read(self, response, result: TeacherResult) -> TeacherResult:
-        usage = getattr(response, "usage", None)
-        result.prompt_tokens = getattr(usage, "prompt_tokens", 0) or 0
-        result.completion_tokens = getattr(usage, "completion_tokens", 0) or 0
-        result.cost_usd = self.gate.charge(result.prompt_tokens, result.completion_tokens)
-        choices = getattr(response, "choices", None) or []
-        if not choices or choices[0].message is None:
-            result.status, result.detail = TEACHER_ERROR, "malformed response: no choices"
+    def _read(self, body: dict, result: TeacherResult) -> TeacherResult:
+        try:
+            usage = body.get("usage") or {}
+            choice = (body.get("choices") or [None])[0]
+            message = choice["message"]
+        except (ValueError, AttributeError, TypeError, KeyError, IndexError):
+            result.status, result.detail = TEACHER_ERROR, "malformed response body"
             return result
-        choice = choices[0]
-        result.content = choice.message.content or ""
-        result.finish_reason = choice.finish_reason or ""
+        result.prompt_tokens = int(usage.get("prompt_tokens") or 0)
+        result.completion_tokens = int(usage.get("completion_tokens") or 0)
+        result.cost_usd = self.gate.charge(result.prompt_tokens, result.completion_tokens)
+        result.content = message.get("content") or ""
+        result.finish_reason = choice.get("finish_reason") or ""
         if result.finish_reason == "length":
             result.status, result.detail = TRUNCATED, "finish_reason=length"
         elif result.finish_reason == "content_filter":
