@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -32,8 +33,10 @@ def main() -> int:
         command = [sys.executable, "-m", "pipeline.cli", "run", args.config, "--output", str(out)]
         for assignment in args.set:
             command += ["--set", assignment]
+        # A fresh response cache: a warm one would serve every teacher call from disk.
+        env = {**os.environ, "SYNTHGEN_CACHE_DIR": str(Path(tmp) / "cache")}
         started = time.perf_counter()
-        subprocess.run(command, check=True)
+        subprocess.run(command, check=True, env=env)
         seconds = time.perf_counter() - started
         manifest = json.loads((out / "manifest.json").read_text())
     funnel = manifest["funnel"]
