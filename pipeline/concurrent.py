@@ -30,9 +30,9 @@ class ConcurrentDoFn(beam.DoFn):
         self._concurrency = concurrency
 
     def setup(self):
-        threads = self._concurrency or os.cpu_count() or 1
-        self._pool = ThreadPoolExecutor(threads, thread_name_prefix=type(self).__name__)
-        self._max_pending = 2 * threads  # keeps every thread busy without queuing a bundle
+        self.threads = self._concurrency or os.cpu_count() or 1
+        self._pool = ThreadPoolExecutor(self.threads, thread_name_prefix=type(self).__name__)
+        self._max_pending = 2 * self.threads  # keeps every thread busy without queuing a bundle
         self._pending = set()
 
     def teardown(self):

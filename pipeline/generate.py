@@ -206,9 +206,10 @@ class _TeacherFn(ConcurrentDoFn):
         rate = self._done / elapsed
         eta = (self._expected - self._done) / rate if rate else float("inf")
         gate = self._client.gate
+        in_flight = min(len(self._pending), self.threads)
         return (
             f"teacher {self.stage}: {self._done} done of <= {self._expected}, "
-            f"{len(self._pending)} in flight, {rate:.1f}/s, {gate.tokens} tokens, "
+            f"{in_flight} in flight, {rate:.1f}/s, {gate.tokens} tokens, "
             f"${gate.cost_usd:.4f}, ETA {eta:.0f} s"
         )
 

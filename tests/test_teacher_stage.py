@@ -10,7 +10,7 @@ from apache_beam.options.pipeline_options import PipelineOptions
 
 from pipeline import records
 from pipeline.config import load_config
-from pipeline.generate import make_seeds
+from pipeline.generate import GenerateProblems, make_seeds
 from pipeline.run import build, run
 from pipeline.teacher_server import TeacherServer
 
@@ -154,3 +154,24 @@ def test_cache_modes_on_a_rerun(tmp_path, monkeypatch, mode, paid):
         )
     sent_first = first["teacher"]["total"]["requests"]
     assert again["teacher"]["total"]["requests"] == paid * sent_first
+
+
+def test_progress_lines_while_teacher_calls_run(tmp_path, caplog):
+    cfg = load_config(
+        "examples/quickstart.yaml",
+        [
+            "teacher.builtin_latency=fixed:0.3",
+            "teacher.concurrency=2",
+            "teacher.progress_s=0.2",
+            f"teacher.cache_dir={tmp_path / 'cache'}",
+            "generation.domains=[math]",
+            "run.problems_per_combo=1",
+        ],
+    )
+    seeds = make_seeds(cfg)
+    caplog.set_level("INFO", logger="synthgen")
+    with beam.Pipeline(options=PipelineOptions(["--runner=FnApiRunner"])) as p:
+        _ = p | beam.Create(seeds) | GenerateProblems(cfg, "progress-test", len(seeds))
+    lines = [r.getMessage() for r in caplog.records if r.name == "synthgen"]
+    assert any("teacher generate: " in line and f"of <= {len(seeds)}" in line for line in lines)
+    assert all("in flight" in line and "ETA" in line for line in lines)
