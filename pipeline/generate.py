@@ -271,10 +271,7 @@ class GenerateProblems(beam.PTransform):
         self._fn = _ProblemFn(cfg, run_id, expected)
 
     def expand(self, seeds):
-        tagged = seeds | "AskTeacherForProblems" >> beam.ParDo(self._fn).with_outputs(
-            records.DROPPED, records.ERRORS, main=records.KEPT
-        )
-        return records.split_outputs(tagged)
+        return records.apply_stage(seeds, "AskTeacherForProblems", self._fn)
 
 
 def attempt_requests(problem: dict, attempts: int):
@@ -330,11 +327,9 @@ class GenerateAttempts(beam.PTransform):
         self._fn = _AttemptFn(cfg, run_id, expected)
 
     def expand(self, problems):
-        tagged = (
+        requests = (
             problems
             | "FanOutAttempts" >> beam.FlatMap(attempt_requests, self._attempts)
             | "SpreadAttempts" >> beam.Reshuffle()
-            | "AskTeacherForAttempts"
-            >> beam.ParDo(self._fn).with_outputs(records.DROPPED, records.ERRORS, main=records.KEPT)
         )
-        return records.split_outputs(tagged)
+        return records.apply_stage(requests, "AskTeacherForAttempts", self._fn)

@@ -120,9 +120,11 @@ class _RouteFn(beam.DoFn):
             yield beam.pvalue.TaggedOutput(DROPPED, drop(out, self._stage, reason, detail))
 
 
+def apply_stage(pcoll, label: str, fn: beam.DoFn) -> StageOutputs:
+    """``fn`` emits kept records on its main output and dropped / errors on tagged outputs."""
+    return split_outputs(pcoll | label >> beam.ParDo(fn).with_outputs(DROPPED, ERRORS, main=KEPT))
+
+
 def route(pcoll, label: str, stage: str, decide) -> StageOutputs:
     """Route every record of ``pcoll`` through ``decide`` into kept / dropped / errors."""
-    tagged = pcoll | label >> beam.ParDo(_RouteFn(stage, decide)).with_outputs(
-        DROPPED, ERRORS, main=KEPT
-    )
-    return split_outputs(tagged)
+    return apply_stage(pcoll, label, _RouteFn(stage, decide))

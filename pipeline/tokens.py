@@ -184,7 +184,4 @@ class Tokenize(beam.PTransform):
         self._cfg = cfg
 
     def expand(self, samples):
-        tagged = samples | "EncodeChat" >> beam.ParDo(_TokenizeFn(self._cfg)).with_outputs(
-            records.DROPPED, records.ERRORS, main=records.KEPT
-        )
-        return records.split_outputs(tagged)
+        return records.apply_stage(samples, "EncodeChat", _TokenizeFn(self._cfg))

@@ -594,10 +594,7 @@ class VerifyReference(beam.PTransform):
         self._fn = _VerifyReferenceFn(REFERENCE, *_sandbox_args(verify_cfg), sandbox_factory)
 
     def expand(self, problems):
-        tagged = problems | "RunReferenceInSandbox" >> beam.ParDo(self._fn).with_outputs(
-            DROPPED, ERRORS, main=KEPT
-        )
-        return records.split_outputs(tagged)
+        return records.apply_stage(problems, "RunReferenceInSandbox", self._fn)
 
 
 class VerifyAttempts(beam.PTransform):
@@ -608,10 +605,7 @@ class VerifyAttempts(beam.PTransform):
         self._fn = _VerifyAttemptFn(VERIFY, *_sandbox_args(verify_cfg), sandbox_factory)
 
     def expand(self, attempts):
-        tagged = attempts | "RunAttemptsInSandbox" >> beam.ParDo(self._fn).with_outputs(
-            DROPPED, ERRORS, main=KEPT
-        )
-        return records.split_outputs(tagged)
+        return records.apply_stage(attempts, "RunAttemptsInSandbox", self._fn)
 
 
 class _SelectFn(beam.DoFn):

@@ -108,7 +108,6 @@ class _WriteShardFn(beam.DoFn):
             "by_reason": dict(Counter(f"{r.get('stage')}/{r.get('reason')}" for r in rows))
             if self._table == "rejected"
             else {},
-            "by_domain": dict(Counter(r.get("domain") for r in rows)),
             "isolation_levels": dict(Counter(r.get("isolation_level") or "none" for r in rows)),
         }
         stats_name = f"{self._table}-{index:05d}.json"
@@ -123,11 +122,8 @@ class WriteShards(beam.PTransform):
 
     def __init__(self, table: str, directory: str, stats_dir: str, num_shards: int, compression):
         super().__init__()
-        self._table = table
-        self._directory = directory
-        self._stats_dir = stats_dir
         self._num_shards = num_shards
-        self._compression = compression
+        self._fn = _WriteShardFn(table, directory, stats_dir, num_shards, compression)
 
     def expand(self, rows):
         n = self._num_shards
@@ -139,8 +135,5 @@ class WriteShards(beam.PTransform):
             (keyed, every_shard)
             | "WithEmptyShards" >> beam.Flatten()
             | "GroupByShard" >> beam.GroupByKey()
-            | "WriteShard"
-            >> beam.ParDo(
-                _WriteShardFn(self._table, self._directory, self._stats_dir, n, self._compression)
-            )
+            | "WriteShard" >> beam.ParDo(self._fn)
         )
