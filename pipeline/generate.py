@@ -176,6 +176,7 @@ class _TeacherFn(ConcurrentDoFn):
     def __init__(self, cfg: Config, run_id: str, expected: int):
         super().__init__(cfg.teacher.concurrency)
         self._cfg = cfg
+        self._config_hash = cfg.config_hash()  # once, not per request
         self._run_id = run_id
         self._expected = expected
 
@@ -250,7 +251,7 @@ class _ProblemFn(_TeacherFn):
             "teacher_model": cfg.teacher.model,
             "sampling": sampling_json(cfg.teacher, req_seed),
             "problem_prompt_hash": template.hash,
-            "config_hash": cfg.config_hash(),
+            "config_hash": self._config_hash,
             "_usage": result,
         }
         if result.status != OK:
