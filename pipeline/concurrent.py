@@ -11,7 +11,8 @@ the global window: these stages run in batch pipelines.
 from __future__ import annotations
 
 import os
-from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+import queue
+from concurrent.futures import ThreadPoolExecutor
 
 import apache_beam as beam
 
@@ -33,7 +34,7 @@ class ConcurrentDoFn(beam.DoFn):
         self.threads = self._concurrency or os.cpu_count() or 1
         self._pool = ThreadPoolExecutor(self.threads, thread_name_prefix=type(self).__name__)
         self._max_pending = 2 * self.threads  # keeps every thread busy without queuing a bundle
-        self._pending = set()
+        self.start_bundle()
 
     def teardown(self):
         pool = getattr(self, "_pool", None)
@@ -41,7 +42,11 @@ class ConcurrentDoFn(beam.DoFn):
             pool.shutdown(wait=True, cancel_futures=True)
 
     def start_bundle(self):
-        self._pending = set()
+        # Finished futures arrive on a queue (a done-callback), so taking the next result
+        # costs the same however many are in flight; a fresh queue per bundle keeps a failed
+        # bundle's stragglers out of the next one.
+        self._finished = queue.SimpleQueue()
+        self.pending = 0
 
     def work(self, element) -> list[tuple[str, object]]:
         raise NotImplementedError
@@ -49,24 +54,21 @@ class ConcurrentDoFn(beam.DoFn):
     def on_result(self, tag: str, value):
         return value
 
-    def _emit(self, futures, windowed: bool):
-        for future in futures:
-            for tag, value in future.result():
-                out = self.on_result(tag, value)
-                out = global_window_value(out) if windowed else out
-                yield out if tag == KEPT else beam.pvalue.TaggedOutput(tag, out)
+    def _emit(self, future, windowed: bool):
+        self.pending -= 1
+        for tag, value in future.result():
+            out = self.on_result(tag, value)
+            out = global_window_value(out) if windowed else out
+            yield out if tag == KEPT else beam.pvalue.TaggedOutput(tag, out)
 
     def process(self, element):
-        self._pending.add(self._pool.submit(self.work, element))
-        if len(self._pending) > self._max_pending:
-            done, self._pending = wait(self._pending, return_when=FIRST_COMPLETED)
-        else:
-            done = {f for f in self._pending if f.done()}
-            self._pending -= done
-        yield from self._emit(done, windowed=False)
+        self._pool.submit(self.work, element).add_done_callback(self._finished.put)
+        self.pending += 1
+        if self.pending > self._max_pending:
+            yield from self._emit(self._finished.get(), windowed=False)
+        while not self._finished.empty():
+            yield from self._emit(self._finished.get(), windowed=False)
 
     def finish_bundle(self):
-        pending, self._pending = self._pending, set()
-        while pending:
-            done, pending = wait(pending, return_when=FIRST_COMPLETED)
-            yield from self._emit(done, windowed=True)
+        while self.pending:
+            yield from self._emit(self._finished.get(), windowed=True)

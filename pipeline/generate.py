@@ -199,7 +199,7 @@ class _TeacherFn(ConcurrentDoFn):
 
     def _report_progress(self):
         while not self._stopped.wait(self._cfg.teacher.progress_s):
-            if self._pending:
+            if self.pending:
                 log.info(self.progress_line())
 
     def progress_line(self) -> str:
@@ -207,7 +207,7 @@ class _TeacherFn(ConcurrentDoFn):
         rate = self._done / elapsed
         eta = (self._expected - self._done) / rate if rate else float("inf")
         gate = self._client.gate
-        in_flight = min(len(self._pending), self.threads)
+        in_flight = min(self.pending, self.threads)
         return (
             f"teacher {self.stage}: {self._done} done of <= {self._expected}, "
             f"{in_flight} in flight, {rate:.1f}/s, {gate.tokens} tokens, "
