@@ -246,16 +246,16 @@ class _CheckFn(beam.DoFn):
                 if hit is not None:
                     break
         except Exception as exc:  # noqa: BLE001 - routed to the errors output with its text
-            beam.metrics.Metrics.counter(records.DECONTAM, records.ERROR).inc()
+            records.counter(records.DECONTAM, records.ERROR).inc()
             yield beam.pvalue.TaggedOutput(
                 records.ERRORS, records.error(record, records.DECONTAM, exc)
             )
             return
         if hit is None:
-            beam.metrics.Metrics.counter(records.DECONTAM, records.KEPT).inc()
+            records.counter(records.DECONTAM, records.KEPT).inc()
             yield record
         else:
-            beam.metrics.Metrics.counter(records.DECONTAM, records.CONTAMINATED).inc()
+            records.counter(records.DECONTAM, records.CONTAMINATED).inc()
             detail = f"benchmark={hit[0]} item={hit[1]}"
             yield beam.pvalue.TaggedOutput(
                 records.DROPPED,

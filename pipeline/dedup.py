@@ -172,7 +172,7 @@ def connected_components(edges: Iterable[tuple[str, str]]) -> dict[str, str]:
 
 
 def _counter(reason: str):
-    return beam.metrics.Metrics.counter(records.DEDUP, reason)
+    return records.counter(records.DEDUP, reason)
 
 
 def _error_output(record, exc: Exception):

@@ -234,7 +234,7 @@ class _TeacherFn(ConcurrentDoFn):
         result = value.pop("_usage", None)
         if result is not None:
             count_usage(f"teacher.{self.stage}", result)
-        beam.metrics.Metrics.counter(self.stage, self.counter_name(tag, value)).inc()
+        records.counter(self.stage, self.counter_name(tag, value)).inc()
         return value
 
 

@@ -8,6 +8,7 @@ Reason codes are defined here once; Beam counters are named ``<stage>/<reason>``
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from typing import Any, NamedTuple
@@ -20,6 +21,14 @@ from apache_beam.utils.windowed_value import WindowedValue
 SCHEMA_VERSION = "1"
 
 KEPT, DROPPED, ERRORS = "kept", "dropped", "errors"
+
+
+@functools.cache
+def counter(namespace: str, name: str):
+    """Beam counter ``namespace/name``, built once: a counter object only delegates to the
+    metrics container current at ``inc()``, and hot stages count several things per element."""
+    return beam.metrics.Metrics.counter(namespace, name)
+
 
 # Stages, in data-flow order.
 GENERATE = "generate"
@@ -109,14 +118,14 @@ class _RouteFn(beam.DoFn):
         try:
             out, reason, detail = self._decide(record)
         except Exception as exc:  # noqa: BLE001 - routed to the errors output with its text
-            beam.metrics.Metrics.counter(self._stage, ERROR).inc()
+            counter(self._stage, ERROR).inc()
             yield beam.pvalue.TaggedOutput(ERRORS, error(record, self._stage, exc))
             return
         if reason is None:
-            beam.metrics.Metrics.counter(self._stage, KEPT).inc()
+            counter(self._stage, KEPT).inc()
             yield out
         else:
-            beam.metrics.Metrics.counter(self._stage, reason).inc()
+            counter(self._stage, reason).inc()
             yield beam.pvalue.TaggedOutput(DROPPED, drop(out, self._stage, reason, detail))
 
 

@@ -28,7 +28,6 @@ import threading
 import time
 from dataclasses import dataclass
 
-import apache_beam as beam
 import openai
 
 from pipeline.cache import (
@@ -39,7 +38,7 @@ from pipeline.cache import (
     request_key,
 )
 from pipeline.config import TeacherConfig
-from pipeline.records import BUDGET_EXHAUSTED, TEACHER_ERROR, TRUNCATED
+from pipeline.records import BUDGET_EXHAUSTED, TEACHER_ERROR, TRUNCATED, counter
 
 BUILTIN = "builtin"
 OK = "ok"
@@ -363,7 +362,6 @@ def open_teacher(cfg: TeacherConfig, run_seed: int, run_id: str):
 
 def count_usage(namespace: str, result: TeacherResult) -> None:
     """Beam counters for one teacher call; call from the DoFn's own thread, not a pool thread."""
-    counter = beam.metrics.Metrics.counter
     counter(namespace, "requests").inc(result.requests)
     counter(namespace, "cache_hits" if result.cached else "cache_misses").inc()
     billed = not result.cached

@@ -153,20 +153,20 @@ class _TokenizeFn(beam.DoFn):
             solution = assistant_text(sample)
             ids, mask = encode_chat(self._tok, sample["statement"], solution)
         except Exception as exc:  # noqa: BLE001 - a bad record goes to the errors output
-            beam.metrics.Metrics.counter(records.TOKENS, records.ERROR).inc()
+            records.counter(records.TOKENS, records.ERROR).inc()
             yield beam.pvalue.TaggedOutput(
                 records.ERRORS, records.error(sample, records.TOKENS, exc)
             )
             return
         if len(ids) > self._cfg.max_length:
-            beam.metrics.Metrics.counter(records.TOKENS, records.TOO_LONG).inc()
+            records.counter(records.TOKENS, records.TOO_LONG).inc()
             detail = f"{len(ids)} tokens > tokens.max_length {self._cfg.max_length}"
             yield beam.pvalue.TaggedOutput(
                 records.DROPPED, records.drop(sample, records.TOKENS, records.TOO_LONG, detail)
             )
             return
-        beam.metrics.Metrics.counter(records.TOKENS, records.KEPT).inc()
-        beam.metrics.Metrics.counter(records.TOKENS, "tokens").inc(len(ids))
+        records.counter(records.TOKENS, records.KEPT).inc()
+        records.counter(records.TOKENS, "tokens").inc(len(ids))
         yield {
             **sample,
             "problem": sample["statement"],

@@ -557,7 +557,7 @@ class _SandboxFn(ConcurrentDoFn):
                 int(out.duration_s * 1000)
             )
         for name in out.counters:
-            beam.metrics.Metrics.counter(self._stage, name).inc()
+            records.counter(self._stage, name).inc()
         return out.value
 
     def _check(self, element) -> _Output:
@@ -618,7 +618,7 @@ class _SelectFn(beam.DoFn):
         try:
             selection = select_attempt(list(attempts), self._requested, self._rel_tol)
         except Exception as exc:  # noqa: BLE001 - routed to the errors output with its text
-            beam.metrics.Metrics.counter(SELECT, records.ERROR).inc()
+            records.counter(SELECT, records.ERROR).inc()
             first = next(iter(attempts), {"id": problem_id})
             problem = {k: v for k, v in first.items() if k not in ATTEMPT_KEYS + DROP_KEYS}
             yield beam.pvalue.TaggedOutput(ERRORS, records.error(problem, SELECT, exc))
@@ -626,7 +626,7 @@ class _SelectFn(beam.DoFn):
         for row in selection.attempt_rows:
             yield beam.pvalue.TaggedOutput(ATTEMPT_ROWS, row)
         reason = selection.reason
-        beam.metrics.Metrics.counter(SELECT, reason or KEPT).inc()
+        records.counter(SELECT, reason or KEPT).inc()
         if reason is None:
             yield selection.record
             return

@@ -24,7 +24,7 @@ import pyarrow.parquet as pq
 import xxhash
 from apache_beam.io.filesystems import FileSystems
 
-from pipeline.records import SCHEMA_VERSION
+from pipeline.records import SCHEMA_VERSION, counter
 from pipeline.schemas import arrow_schema
 
 ROW_GROUP_ROWS = 8192
@@ -113,7 +113,7 @@ class _WriteShardFn(beam.DoFn):
         stats_name = f"{self._table}-{index:05d}.json"
         with FileSystems.create(FileSystems.join(self._stats_dir, stats_name)) as handle:
             handle.write(json.dumps(stats).encode())
-        beam.metrics.Metrics.counter("write", f"{self._table}_rows").inc(len(rows))
+        counter("write", f"{self._table}_rows").inc(len(rows))
         yield stats
 
 
