@@ -56,6 +56,7 @@ CONTAMINATED = "contaminated"
 NO_PASSING_ATTEMPT = "no_passing_attempt"
 ANSWER_DISAGREEMENT = "answer_disagreement"  # math: majority of attempts != reference answer
 TOO_LONG = "too_long"  # more tokens than tokens.max_length
+SANDBOX_ERROR = "sandbox_error"  # INFRA_ERROR again after a retry
 ERROR = "error"  # an exception inside a stage (a bug or bad record), with its text
 # Attempt-level reasons (rows in OUT/attempts/).
 LOST = "lost"  # passed, but another attempt was chosen
@@ -69,7 +70,8 @@ FAIL_TIMEOUT = "FAIL_TIMEOUT"
 FAIL_MEMORY = "FAIL_MEMORY"
 FAIL_CRASH = "FAIL_CRASH"
 FAIL_NO_REPORT = "FAIL_NO_REPORT"
-INFRA_ERROR = "INFRA_ERROR"
+SUSPICIOUS = "SUSPICIOUS"  # passed, but only by a judge the candidate could have forged
+INFRA_ERROR = "INFRA_ERROR"  # the sandbox itself failed: never a verdict on the candidate
 
 
 class StageOutputs(NamedTuple):

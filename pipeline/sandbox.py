@@ -1,116 +1,115 @@
-"""Sandbox: run untrusted, teacher-written Python in a separate, limited process.
+"""Sandbox: run untrusted, teacher-written Python so that it can neither escape nor fake a pass.
 
 ``Sandbox(limits)`` is created in a DoFn's ``setup()`` and is safe to share between threads.
+``run_tests(solution, tests)`` judges a solution against teacher-written tests (a tests file
+imports from ``solution`` and passes when importing it raises nothing and every top-level
+``test_*`` function returns without raising, with at least one ``assert`` executed);
+``run_program(program)`` runs a math program and returns its last stdout line (comparing it
+with an answer is ``pipeline.verify``'s job). Both return a plain dict: ``verdict``,
+``duration_s``, ``detail`` (first failing test, or a stderr tail; at most 500 characters),
+``isolation_level``, ``judge_mode``, ``audit_flags``; plus ``tests_run``/``tests_passed`` or
+``stdout_last_line``.
 
-``run_tests(solution, tests)`` writes ``solution.py`` and ``test_solution.py`` into a fresh
-temporary directory and runs the trusted harness (``pipeline/sandbox_harness.py``), which
-imports the tests, calls every top-level ``test_*`` function they define and reports back on
-a dedicated pipe, each report line prefixed by a random nonce that the parent sent on stdin
-before any candidate code ran. Only a nonce-carrying report with at least one test, all of
-them passed, and exit status 0 is a PASS. ``run_program(program)`` runs a math program and
-returns its last stdout line; comparing it with an answer is ``pipeline.verify``'s job.
+How (the helper processes are in ``pipeline/sandbox_harness.py``): at construction the sandbox
+probes what this machine allows, starts a *zygote* (a pre-started, pre-imported Python with an
+empty environment) at the strongest level, and runs a canary pair there (a known-good sample
+must PASS, a known-bad one must FAIL_TESTS). Each check is one fork of the zygote, so a check
+costs a few forks, not an interpreter start-up. Isolation levels, weakest first:
 
-Both return a plain dict: ``verdict`` (one of the ``records`` verdicts), ``duration_s``,
-``detail`` (first failing test and its exception, or a stderr tail; at most 500 characters),
-``isolation_level``; plus ``tests_run``/``tests_passed`` or ``stdout_last_line``.
+``process``         separate processes, new sessions, rlimits (address space, CPU, file size,
+                    open files, no core dumps), empty environment, fresh directory, the process
+                    groups killed at the end, and every leftover descendant (the check's runner
+                    is a child subreaper, so a ``setsid`` daemon is re-parented to it) killed.
+``process+uid``     plus two unprivileged uids of its own per concurrent check (solution and
+                    tests), a sweep that kills every process of those uids at the end,
+                    ``RLIMIT_NPROC``, a private tmpfs on /tmp, /var/tmp, /dev/shm per check,
+                    and a tests directory the solution cannot read. Needs root.
+``namespaces``      ``process`` inside bubblewrap (``bwrap --unshare-all``: no network, own PID
+                    space, read-only root, private /tmp) for workers that are not root.
+``namespaces+uid``  ``process+uid`` inside ``unshare``'s own PID, network, IPC, UTS and mount
+                    namespaces (root): the strongest.
 
-Every run: a fresh temp directory (removed afterwards), the interpreter started with
-``-s -S -B`` and an environment holding only ``PYTHONHASHSEED=0`` (no API keys, no PATH;
-``-I`` would ignore the hash seed and make set ordering, hence some verdicts,
-nondeterministic; ``-S`` keeps site-packages out, which is also most of start-up time), cwd in
-the temp dir, its own session, rlimits (address space, CPU, file size, open files, core, and
-processes when running as another uid) applied by the harness before any candidate code, a
-wall-clock timeout after which the whole process group is killed, and stdout/stderr capped
-(exceeding the cap kills the run). Reading stops shortly after the main child exits, so a
-daemon that keeps the pipes open cannot hang the run; the group is then killed.
+Judging (``judge_mode``): ``pipe`` runs the solution in a process of its own and lets the
+tests call it across a pipe with plain data only; ``in_process`` (the fallback when a test
+needs the candidate's own objects: generators, classes, mutated arguments) imports the solution
+into the tests process, where a PASS by code carrying a forgery red flag is ``SUSPICIOUS``.
+``audit_flags`` are static red flags of the solution (``os._exit``, frame walking, ``gc``,
+``ctypes``, ``/proc/``, ``atexit``, ``signal``, ``builtins`` patching, sockets, ...).
 
-Isolation levels (``Sandbox.isolation_level``, stamped on every result and output row):
-
-``process``      separate process + rlimits + empty environment + temp dir + group kill.
-``process+uid``  the same, and the child runs as an unprivileged uid (default 65534), so it
-                 cannot write the worker's files or signal its processes, and RLIMIT_NPROC
-                 binds. Chosen when the worker runs as root and a self-check passes. When
-                 the worker's interpreter is unreadable by that uid (a virtualenv or pyenv
-                 under /root), a system ``python3`` of the same version is tried; candidate
-                 code needs the standard library only. ``isolation_note`` says what was used.
-
-Construction runs that self-check (a trivial test file, ~30 ms per try). If even the plain
-``process`` level cannot run it, ``SandboxUnavailable`` is raised: a broken sandbox must stop
-the pipeline, not turn every sample into a failed one. Failures of the sandbox itself at run
-time (cannot spawn, harness prologue failed, interpreter did not start) are ``INFRA_ERROR``,
-never a candidate verdict. Stronger levels (namespaces, bubblewrap) would slot into
-``_select_isolation`` and the child's argv.
+Failures of the sandbox itself are ``INFRA_ERROR``, never a verdict on the candidate; if the
+canary pair fails, or no level at least ``require`` works, construction raises
+``SandboxUnavailable`` and the run stops. The worker itself is made undumpable
+(``PR_SET_DUMPABLE=0``: its ``/proc/<pid>/environ`` and memory are unreadable to others).
 """
 
 from __future__ import annotations
 
 import ast
-import math
 import os
+import re
 import secrets
-import select
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
-import time
-from dataclasses import dataclass, field
+import threading
+from dataclasses import dataclass
 from pathlib import Path
 
 from pipeline import records
+from pipeline.sandbox_harness import recv_msg, send_msg
 
 ISOLATION_PROCESS = "process"
 ISOLATION_PROCESS_UID = "process+uid"
-UNPRIVILEGED_UID = 65534  # "nobody" on Debian-like systems; any unused uid works
-FALLBACK_PYTHONS = ("/usr/bin/python3", "/usr/local/bin/python3")
+ISOLATION_NAMESPACES = "namespaces"
+ISOLATION_NAMESPACES_UID = "namespaces+uid"
+LEVELS = (ISOLATION_PROCESS, ISOLATION_PROCESS_UID, ISOLATION_NAMESPACES, ISOLATION_NAMESPACES_UID)
+JUDGE_PIPE, JUDGE_IN_PROCESS = "pipe", "in_process"
 
 DETAIL_CHARS = 500
 OPEN_FILES = 64
-EXIT_GRACE_S = 0.1  # how long to keep reading after the main child exited
-REPORT_CAP = 64 * 1024
-_READ_CHUNK = 1 << 16
-_POLL_TICK_MS = 20  # only without pidfd support
-_REAP_TIMEOUT_S = 10.0
-
+MAX_SLOTS = 512  # concurrent checks per worker process (two uids each)
+UID_BASE = 1_000_000  # check uids: UID_BASE + pid * 2 * MAX_SLOTS + ...; unused by real users
 _HARNESS_FILE = Path(__file__).with_name("sandbox_harness.py")
 _CHILD_FLAGS = ("-s", "-S", "-B", "-X", "utf8")
-_CHILD_ENV = {"PYTHONHASHSEED": "0"}
-_NONCE_HEX_BYTES = 16
+_CHILD_ENV = {"PYTHONHASHSEED": "0"}  # -I would randomise set order, hence some verdicts
+_UNSHARE = ("--pid", "--net", "--ipc", "--uts", "--mount", "--fork", "--mount-proc")
+_BWRAP = (
+    "--unshare-all", "--die-with-parent", "--new-session", "--ro-bind", "/", "/",
+    "--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp", "--tmpfs", "/var/tmp",
+)  # fmt: skip
 _MEMORY_MARKERS = (b"MemoryError", b"Cannot allocate memory", b"out of memory")
+_SETUP_MARKER = b"synthgen-sandbox-setup:"
+_REPLY_MARGIN_S = 15.0
 
-_SELF_CHECK_TESTS = """\
-def test_sandbox_runs():
-    import fractions  # the standard library is readable
+CANARY_SOLUTION = "def add(a, b):\n    return a + b\n"
+CANARY_BAD_SOLUTION = "def add(a, b):\n    return a - b\n"
+CANARY_TESTS = "from solution import add\n\n\ndef test_add():\n    assert add(2, 3) == 5\n"
 
-    with open("probe.txt", "w") as f:
-        f.write("ok")
-"""
-_SELF_CHECK_UID_TESTS = """
-def test_sandbox_uid():
-    import os
-
-    assert os.getuid() == {uid}
-    try:
-        open("guard/probe.txt", "w").close()
-    except PermissionError:
-        pass
-    else:
-        raise AssertionError("the sandbox user can write into the worker's directories")
-"""
-
-
-_SELF_CHECK_VERSION_TEST = """
-
-def test_same_python_version():
-    import sys
-
-    assert tuple(sys.version_info[:2]) == {version}
-"""
+RED_FLAGS = {
+    "os_exit": r"\b_exit\s*\(",
+    "frame_walk": r"\b(_getframe|f_back|f_globals|f_locals|tb_frame|inspect|settrace)\b",
+    "gc": r"\bgc\s*\.",
+    "ctypes": r"\bctypes\b",
+    "proc_fs": r"/proc\b",
+    "atexit": r"\batexit\b",
+    "signal": r"\bsignal\b",
+    "builtins": r"\b(__builtins__|builtins)\b",
+    "socket": r"\b(socket|urllib|http\.client|requests)\b",
+    "subprocess": r"\b(subprocess|os\s*\.\s*(system|popen|fork|kill|exec\w*|spawn\w*))\b",
+    "sys_modules": r"\bsys\s*\.\s*modules\b",
+    "eq_override": r"def\s+__(eq|ne|bool|hash)__",
+    "exit": r"\b(sys\s*\.\s*exit|exit|quit)\s*\(",
+}
+# Flags of code that could forge a verdict judged in-process.
+FORGERY_FLAGS = frozenset(RED_FLAGS) - {"socket", "subprocess"}
+_RED_FLAG_RES = {name: re.compile(pattern) for name, pattern in RED_FLAGS.items()}
 
 
 class SandboxUnavailable(RuntimeError):
-    """The sandbox cannot run even a trivial test on this worker (fatal)."""
+    """No isolation level (at least the required one) passes the canary on this worker."""
 
 
 @dataclass(frozen=True)
@@ -133,317 +132,366 @@ class Limits:
         )
 
 
-@dataclass
-class _Run:
-    """What one child did, before it is turned into a verdict."""
+def audit_flags(source: str) -> list[str]:
+    """Static red flags of candidate code (recorded, never a verdict on their own)."""
+    return sorted(name for name, pattern in _RED_FLAG_RES.items() if pattern.search(source))
 
-    duration_s: float = 0.0
-    infra: str | None = None
-    timed_out: bool = False
-    output_exceeded: bool = False
-    returncode: int | None = None
-    stdout: bytes = b""
-    stderr: bytes = b""
-    reports: list[bytes] = field(default_factory=list)
+
+# ------------------------------------------------------------------ probing
+
+
+def _works(argv: list[str]) -> bool:
+    try:
+        done = subprocess.run(argv, capture_output=True, timeout=10, env={}, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return done.returncode == 0
+
+
+def probe() -> dict:
+    """What this machine allows, and the levels that follow, strongest first."""
+    root = os.geteuid() == 0
+    unshare = shutil.which("unshare")
+    bwrap = shutil.which("bwrap")
+    facts = {
+        "root": root,
+        "unshare": bool(unshare and root and _works([unshare, *_UNSHARE, "true"])),
+        "bwrap": bool(bwrap and _works([bwrap, *_BWRAP, "true"])),
+    }
+    levels = []
+    if facts["unshare"]:
+        levels.append(ISOLATION_NAMESPACES_UID)
+    if facts["bwrap"] and not root:
+        levels.append(ISOLATION_NAMESPACES)
+    if root:
+        levels.append(ISOLATION_PROCESS_UID)
+    levels.append(ISOLATION_PROCESS)
+    facts["levels"] = levels
+    return facts
+
+
+def level_rank(level: str) -> int:
+    return LEVELS.index(level)
+
+
+# ------------------------------------------------------------------ uids per check
+
+
+class _Slots:
+    """Process-wide: every concurrent check gets two uids no other check of this host uses
+    (the pid makes them unique between worker processes)."""
+
+    def __init__(self):
+        self._free = list(range(MAX_SLOTS))
+        self._lock = threading.Condition()
+
+    def take(self) -> int:
+        with self._lock:
+            while not self._free:
+                self._lock.wait()
+            return self._free.pop()
+
+    def give(self, slot: int) -> None:
+        with self._lock:
+            self._free.append(slot)
+            self._lock.notify()
+
+    @staticmethod
+    def uids(slot: int) -> tuple[int, int]:
+        base = UID_BASE + (os.getpid() % 2_000_000) * 2 * MAX_SLOTS + 2 * slot
+        return base, base + 1
+
+
+_SLOTS = _Slots()
+
+
+# ------------------------------------------------------------------ the sandbox
 
 
 class Sandbox:
-    """Runs candidate code in a child process; see the module docstring for the guarantees."""
+    """See the module docstring. ``level`` forces one level; ``require`` is the weakest level
+    accepted (``verify.require_isolation``)."""
 
     def __init__(
         self,
         limits: Limits = Limits(),
         *,
+        level: str | None = None,
+        require: str | None = None,
         python: str | None = None,
-        unprivileged_uid: int | None = UNPRIVILEGED_UID,
         tmp_dir: str | None = None,
     ):
         self.limits = limits
         self._python = python or sys.executable
-        self._tmp_dir = tmp_dir
-        self._harness = _HARNESS_FILE.read_text(encoding="utf-8")
-        self._uid: int | None = None
-        self.isolation_note = ""
-        self.isolation_level = ISOLATION_PROCESS  # until the self-check says otherwise
-        candidates = [self._python] if python else _interpreters()
-        self.isolation_level = self._select_isolation(unprivileged_uid, candidates)
+        self._tmp_dir = tmp_dir or tempfile.gettempdir()
+        self._lock = threading.Lock()
+        self._zygote: subprocess.Popen | None = None
+        self._control: socket.socket | None = None
+        self.facts = probe()
+        candidates = [level] if level else self.facts["levels"]
+        if require:
+            candidates = [c for c in candidates if level_rank(c) >= level_rank(require)]
+        notes = []
+        for candidate in candidates:
+            self.isolation_level = candidate
+            problem = self._start() or self._canary()
+            if not problem:
+                self.isolation_note = "; ".join(notes)
+                break
+            notes.append(f"{candidate}: {problem}")
+            self.close()
+        else:
+            wanted = f" at or above {require!r}" if require else ""
+            raise SandboxUnavailable(
+                f"no sandbox isolation level{wanted} works on this worker "
+                f"(allowed here: {', '.join(self.facts['levels'])}): {'; '.join(notes) or '-'}"
+            )
         _make_worker_undumpable()
 
     # ----------------------------------------------------------------- public API
 
     def run_tests(self, solution: str, tests: str) -> dict:
-        run = self._run("tests", {"solution.py": solution, "test_solution.py": tests})
-        verdict, detail, tests_run, tests_passed = self._tests_verdict(run)
+        flags = audit_flags(solution)
+        reply, mode = self._check(JUDGE_PIPE, solution, tests), JUDGE_PIPE
+        if reply.get("fallback"):
+            reply, mode = self._check(JUDGE_IN_PROCESS, solution, tests), JUDGE_IN_PROCESS
+        verdict, detail, ran, passed = tests_verdict(reply, self.limits)
+        if verdict == records.PASS and mode == JUDGE_IN_PROCESS and FORGERY_FLAGS & set(flags):
+            verdict = records.SUSPICIOUS
+            detail = "passed in-process, by code with red flags: " + ", ".join(flags)
         return {
             "verdict": verdict,
-            "tests_run": tests_run,
-            "tests_passed": tests_passed,
-            "duration_s": round(run.duration_s, 4),
+            "tests_run": ran,
+            "tests_passed": passed,
+            "duration_s": round(reply.get("duration_s", 0.0), 4),
             "detail": detail[:DETAIL_CHARS],
             "isolation_level": self.isolation_level,
+            "judge_mode": mode,
+            "audit_flags": flags,
         }
 
     def run_program(self, program: str) -> dict:
-        run = self._run("program", {"program.py": program})
-        verdict, detail = self._common_verdict(run)
-        if verdict is None:
-            verdict, detail = self._exit_verdict(run)
+        reply = self._check("program", program, "")
+        verdict, detail = program_verdict(reply, self.limits)
         return {
             "verdict": verdict,
-            "stdout_last_line": _last_line(run.stdout) if verdict == records.PASS else "",
-            "duration_s": round(run.duration_s, 4),
+            "stdout_last_line": _last_line(reply.get("stdout", b"")) if verdict == "PASS" else "",
+            "duration_s": round(reply.get("duration_s", 0.0), 4),
             "detail": detail[:DETAIL_CHARS],
             "isolation_level": self.isolation_level,
+            "judge_mode": "program",
+            "audit_flags": audit_flags(program),
         }
 
     def close(self) -> None:
-        """Release resources (none held between runs at the current isolation levels)."""
+        """Stop the zygote (its namespace, and every check still in it, goes with it)."""
+        if self._control is not None:
+            self._control.close()
+            self._control = None
+        if self._zygote is not None:
+            try:
+                self._zygote.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self._zygote.kill()
+                self._zygote.wait()
+            self._zygote = None
 
-    # ---------------------------------------------------------------- isolation
+    # ---------------------------------------------------------------- zygote
 
-    def _select_isolation(self, unprivileged_uid: int | None, candidates: list[str]) -> str:
-        """Self-check the strongest level first; the first interpreter that passes it wins."""
-        if unprivileged_uid is not None and hasattr(os, "geteuid") and os.geteuid() == 0:
-            notes = []
-            for position, python in enumerate(candidates):
-                self._python, self._uid = python, unprivileged_uid
-                self.isolation_level = ISOLATION_PROCESS_UID
-                tests = _SELF_CHECK_TESTS + _SELF_CHECK_UID_TESTS.format(uid=unprivileged_uid)
-                if position > 0:  # a fallback interpreter must be the worker's Python version
-                    tests += _SELF_CHECK_VERSION_TEST.format(version=tuple(sys.version_info[:2]))
-                result = self.run_tests("", tests)
-                if result["verdict"] == records.PASS:
-                    self.isolation_note = "; ".join([*notes, f"{python} as uid {unprivileged_uid}"])
-                    return ISOLATION_PROCESS_UID
-                notes.append(
-                    f"{python} as uid {unprivileged_uid}: {result['verdict']}: {result['detail']}"
-                )
-            self._python, self._uid = candidates[0], None
-            self.isolation_level = ISOLATION_PROCESS
-            self.isolation_note = "; ".join(notes)
-        result = self.run_tests("", _SELF_CHECK_TESTS)
-        if result["verdict"] != records.PASS:
-            raise SandboxUnavailable(
-                f"the sandbox cannot run a trivial test with {self._python}: "
-                f"{result['verdict']}: {result['detail']}"
-            )
-        return ISOLATION_PROCESS
+    def _uses_uids(self) -> bool:
+        return self.isolation_level.endswith("+uid")
 
-    def _limit_args(self) -> list[str]:
-        lim = self.limits
-        uid = self._uid if self._uid is not None else -1
-        return [
-            str(lim.memory_mb << 20),
-            str(math.ceil(lim.timeout_s) + 1),
-            str(lim.max_file_mb << 20),
-            str(OPEN_FILES),
-            # RLIMIT_NPROC counts the uid's processes and does not bind root.
-            str(lim.max_processes if self._uid is not None else -1),
-            str(uid),
-            str(uid),
-        ]
-
-    # -------------------------------------------------------------- one child
-
-    def _run(self, mode: str, files: dict[str, str]) -> _Run:
-        start = time.monotonic()
+    def _start(self) -> str:
+        """Start the zygote at ``self.isolation_level``; '' or what went wrong."""
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        argv = [self._python, *_CHILD_FLAGS, "-c", _HARNESS_FILE.read_text(), str(theirs.fileno())]
+        if self.isolation_level == ISOLATION_NAMESPACES_UID:
+            argv = [shutil.which("unshare") or "unshare", *_UNSHARE, *argv]
+        elif self.isolation_level == ISOLATION_NAMESPACES:
+            argv = [shutil.which("bwrap") or "bwrap", *_BWRAP, *argv]
         try:
-            tmp = tempfile.mkdtemp(prefix="synthgen-sandbox-", dir=self._tmp_dir)
-        except OSError as exc:
-            return _Run(duration_s=time.monotonic() - start, infra=f"temp dir: {exc}")
-        try:
-            for name, text in files.items():
-                path = os.path.join(tmp, name)
-                with open(path, "w", encoding="utf-8", errors="surrogateescape") as f:
-                    f.write(text)
-                os.chmod(path, 0o644)
-            if self._uid is not None:
-                os.mkdir(os.path.join(tmp, "guard"), 0o755)  # stays the worker's
-                os.chown(tmp, self._uid, self._uid)
-            return self._execute(mode, tmp, start)
-        except OSError as exc:
-            return _Run(duration_s=time.monotonic() - start, infra=f"{type(exc).__name__}: {exc}")
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
-
-    def _execute(self, mode: str, cwd: str, start: float) -> _Run:
-        nonce = secrets.token_hex(_NONCE_HEX_BYTES).encode()
-        report_r, report_w = os.pipe()
-        argv = [self._python, *_CHILD_FLAGS, "-c", self._harness, mode, str(report_w)]
-        argv += [str(len(nonce)), *self._limit_args()]
-        try:
-            proc = subprocess.Popen(
+            self._zygote = subprocess.Popen(
                 argv,
-                stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
                 stderr=subprocess.PIPE,
-                pass_fds=(report_w,),
+                pass_fds=(theirs.fileno(),),
                 env=dict(_CHILD_ENV),
-                cwd=cwd,
                 start_new_session=True,
             )
         except OSError as exc:
-            os.close(report_r)
-            return _Run(duration_s=time.monotonic() - start, infra=f"cannot start: {exc}")
+            return f"cannot start: {exc}"
         finally:
-            os.close(report_w)
-        run = _Run()
+            theirs.close()
+        self._control = ours
+        ours.settimeout(30)
         try:
-            try:
-                os.write(proc.stdin.fileno(), nonce)
-            except BrokenPipeError:
-                pass
-            proc.stdin.close()
-            self._collect(proc, report_r, start, run)
-        finally:
-            _kill_group(proc)
-            try:
-                run.returncode = proc.wait(timeout=_REAP_TIMEOUT_S)
-            except subprocess.TimeoutExpired:
-                run.infra = f"child {proc.pid} could not be reaped"
-            for stream in (proc.stdout, proc.stderr):
-                stream.close()
-            os.close(report_r)
-        run.duration_s = time.monotonic() - start
-        prefix = nonce + b" "
-        run.reports = [line[len(prefix) :] for line in run.reports if line.startswith(prefix)]
-        return run
+            hello = recv_msg(ours)
+        except (OSError, EOFError, ValueError) as exc:
+            err = self._zygote.stderr.read(2000).decode(errors="replace").strip() if exc else ""
+            return f"the zygote did not start: {err or exc}"
+        ours.settimeout(None)
+        self._zygote.stderr.close()
+        if not hello.get("ready"):
+            return "the zygote did not report ready"
+        return ""
 
-    def _collect(self, proc: subprocess.Popen, report_r: int, start: float, run: _Run) -> None:
-        """Read the child's pipes until it exits (plus a short grace) or the deadline."""
-        out_fd, err_fd = proc.stdout.fileno(), proc.stderr.fileno()
-        bufs = {out_fd: bytearray(), err_fd: bytearray(), report_r: bytearray()}
-        output_cap = self.limits.max_output_kb * 1024
-        caps = {out_fd: output_cap, err_fd: output_cap, report_r: REPORT_CAP}
-        poller = select.poll()
-        for fd in bufs:
-            poller.register(fd, select.POLLIN)
-        open_fds = set(bufs)
-        pidfd = _pidfd_open(proc.pid)
-        if pidfd is not None:
-            poller.register(pidfd, select.POLLIN)
-        deadline = start + self.limits.timeout_s
-        exited_at = None
+    def _canary(self) -> str:
+        good = self.run_tests(CANARY_SOLUTION, CANARY_TESTS)
+        if good["verdict"] != records.PASS:
+            return f"canary: a correct solution got {good['verdict']}: {good['detail']}"
+        bad = self.run_tests(CANARY_BAD_SOLUTION, CANARY_TESTS)
+        if bad["verdict"] != records.FAIL_TESTS:
+            return f"canary: a wrong solution got {bad['verdict']}: {bad['detail']}"
+        return ""
+
+    def _request(self, mode: str, solution: str, tests: str, uids: tuple[int, int]) -> dict:
+        lim = self.limits
+        sol_uid, tests_uid = uids
+        if mode == "program":
+            files = [("sol", "program.py", solution)]
+        elif mode == JUDGE_PIPE:
+            files = [("sol", "solution.py", solution), ("tests", "test_solution.py", tests)]
+        else:
+            files = [("tests", "solution.py", solution), ("tests", "test_solution.py", tests)]
+        dirs = {"sol": sol_uid, "tests": tests_uid}
+        return {
+            "mode": mode,
+            "files": files,
+            "dirs": dirs if mode == JUDGE_PIPE else {k: dirs[k] for k, *_ in files},
+            "limits": [
+                lim.memory_mb << 20,
+                int(lim.timeout_s) + 1,
+                lim.max_file_mb << 20,
+                OPEN_FILES,
+                lim.max_processes if sol_uid >= 0 else -1,  # NPROC does not bind root
+            ],
+            "timeout_s": lim.timeout_s,
+            "output_cap": lim.max_output_kb * 1024,
+            "nonce": secrets.token_hex(16).encode(),
+            "private_tmp": sol_uid >= 0,
+            "tmp_mb": max(16, 4 * lim.max_file_mb),
+            "tmp_root": self._tmp_dir,
+        }
+
+    def _check(self, mode: str, solution: str, tests: str) -> dict:
+        slot = _SLOTS.take() if self._uses_uids() else None
+        uids = _Slots.uids(slot) if slot is not None else (-1, -1)
+        request = self._request(mode, solution, tests, uids)
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
-            while True:
-                now = time.monotonic()
-                if exited_at is None and pidfd is None and _has_exited(proc.pid):
-                    exited_at = now
-                if exited_at is not None:
-                    if not open_fds or now >= exited_at + EXIT_GRACE_S:
-                        break
-                    until = exited_at + EXIT_GRACE_S
-                elif now >= deadline:
-                    run.timed_out = True
-                    break
-                else:
-                    until = deadline
-                wait_ms = max(0, math.ceil((until - now) * 1000))
-                if pidfd is None:
-                    wait_ms = min(wait_ms, _POLL_TICK_MS)
-                for fd, _event in poller.poll(wait_ms):
-                    if fd == pidfd:
-                        exited_at = time.monotonic()
-                        poller.unregister(fd)
-                        continue
-                    chunk = os.read(fd, _READ_CHUNK)
-                    if not chunk:
-                        poller.unregister(fd)
-                        open_fds.discard(fd)
-                        continue
-                    buf = bufs[fd]
-                    room = caps[fd] - len(buf)
-                    buf += chunk[: max(room, 0)]
-                    if len(chunk) > room and fd != report_r:
-                        run.output_exceeded = True
-                if run.output_exceeded:
-                    break
+            with self._lock:
+                if self._control is None:
+                    return {"infra": "the sandbox is closed"}
+                socket.send_fds(self._control, [b"c"], [theirs.fileno()])
+            theirs.close()
+            ours.settimeout(self.limits.timeout_s + _REPLY_MARGIN_S)
+            send_msg(ours, request)
+            reply = recv_msg(ours)
+        except (OSError, EOFError, ValueError) as exc:
+            return {"infra": f"the sandbox did not answer: {type(exc).__name__}: {exc}"}
         finally:
-            if pidfd is not None:
-                os.close(pidfd)
-        run.stdout, run.stderr = bytes(bufs[out_fd]), bytes(bufs[err_fd])
-        run.reports = bytes(bufs[report_r]).split(b"\n")
-
-    # ---------------------------------------------------------------- verdicts
-
-    def _common_verdict(self, run: _Run) -> tuple[str | None, str]:
-        """Verdicts that do not depend on the mode; (None, "") when the mode decides."""
-        if run.infra:
-            return records.INFRA_ERROR, run.infra
-        for payload in run.reports:
-            infra = _loads(payload).get("infra") if payload.startswith(b"{") else None
-            if infra:
-                return records.INFRA_ERROR, f"harness: {infra}"
-        if b"ready" not in run.reports:
-            if run.timed_out:
-                detail = f"the sandbox did not start in {self.limits.timeout_s} s"
-                return records.INFRA_ERROR, detail
-            return records.INFRA_ERROR, (
-                f"the sandbox exited before running the candidate (exit {run.returncode}): "
-                + _tail(run.stderr)
-            )
-        if run.timed_out:
-            return records.FAIL_TIMEOUT, f"timed out after {self.limits.timeout_s} s"
-        if run.output_exceeded:
-            return records.FAIL_CRASH, f"output exceeded {self.limits.max_output_kb} KB"
-        if run.returncode == -signal.SIGXCPU:
-            return records.FAIL_TIMEOUT, "CPU time limit exceeded"
-        return None, ""
-
-    def _exit_verdict(self, run: _Run) -> tuple[str, str]:
-        """Verdict from the exit status alone (no valid test report)."""
-        rc = run.returncode
-        if rc == 0:
-            return records.PASS, ""
-        if any(marker in run.stderr[-2000:] for marker in _MEMORY_MARKERS):
-            return records.FAIL_MEMORY, _tail(run.stderr)
-        if rc is not None and rc < 0:
-            name = signal.Signals(-rc).name if -rc in signal.valid_signals() else str(-rc)
-            return records.FAIL_CRASH, f"killed by {name}: {_tail(run.stderr)}".rstrip(": ")
-        return records.FAIL_CRASH, f"exit {rc}: {_tail(run.stderr)}".rstrip(": ")
-
-    def _tests_verdict(self, run: _Run) -> tuple[str, str, int, int]:
-        verdict, detail = self._common_verdict(run)
-        if verdict is not None:
-            return verdict, detail, 0, 0
-        report = None
-        for payload in run.reports:
-            if payload.startswith(b"{"):
-                report = _loads(payload)
-        if run.returncode != 0 or not _valid_report(report):
-            verdict, detail = self._exit_verdict(run)
-            if verdict == records.PASS:  # exit 0 without a report: an early exit
-                detail = f"exit 0 before the harness reported: {_tail(run.stderr)}"
-                return records.FAIL_NO_REPORT, detail.rstrip(": "), 0, 0
-            return verdict, detail, 0, 0
-        ran, passed, error = report["run"], report["passed"], report["error"]
-        if report["memory"]:
-            return records.FAIL_MEMORY, error or "MemoryError", ran, passed
-        if ran == 0:
-            return records.FAIL_TESTS, error or "no tests: no top-level test_* function", 0, 0
-        if passed == ran and error is None:
-            return records.PASS, "", ran, passed
-        return records.FAIL_TESTS, f"{ran - passed}/{ran} failed; {error}", ran, passed
+            theirs.close()
+            ours.close()
+            if slot is not None:
+                _SLOTS.give(slot)
+        reply["fallback"] = None
+        report = _report(reply.get("report", b""), request["nonce"])
+        if report is not None:
+            reply["fallback"] = report.get("fallback")
+        reply["parsed_report"] = report
+        reply["forged_report"] = bool(reply.get("report")) and report is None
+        return reply
 
 
-def _valid_report(report) -> bool:
-    return (
-        isinstance(report, dict)
-        and isinstance(report.get("run"), int)
-        and isinstance(report.get("passed"), int)
-        and (report.get("error") is None or isinstance(report.get("error"), str))
-        and isinstance(report.get("memory"), bool)
-        and 0 <= report["passed"] <= report["run"]
-    )
+# ------------------------------------------------------------------ verdicts (pure)
 
 
-def _loads(payload: bytes) -> dict:
-    """The harness's report: ``repr()`` of a dict of plain literals (json costs start-up)."""
+def _report(data: bytes, nonce: bytes) -> dict | None:
+    prefix = nonce + b" "
+    if not data.startswith(prefix) or b"\n" in data:
+        return None
     try:
-        value = ast.literal_eval(payload.decode("utf-8", errors="replace"))
+        value = ast.literal_eval(data[len(prefix) :].decode("utf-8", errors="replace"))
     except (ValueError, SyntaxError, MemoryError, RecursionError):
-        return {}
-    return value if isinstance(value, dict) else {}
+        return None
+    ok = (
+        isinstance(value, dict)
+        and all(isinstance(value.get(k), int) for k in ("run", "passed", "asserts"))
+        and (value.get("error") is None or isinstance(value.get("error"), str))
+        and isinstance(value.get("memory"), bool)
+        and 0 <= value["passed"] <= value["run"]
+    )
+    return value if ok else None
+
+
+def _signal_name(status: int) -> str:
+    return signal.Signals(-status).name if -status in signal.valid_signals() else str(-status)
+
+
+def _common_verdict(reply: dict, limits: Limits) -> tuple[str | None, str]:
+    """Verdicts that do not depend on the mode; (None, "") when the mode decides."""
+    if reply.get("infra"):
+        return records.INFRA_ERROR, reply["infra"]
+    stderr = reply["stderr"]
+    if _SETUP_MARKER in stderr and 125 in reply["statuses"]:
+        line = stderr[stderr.index(_SETUP_MARKER) :].split(b"\n")[0]
+        return records.INFRA_ERROR, line.decode(errors="replace")
+    if reply["timed_out"]:
+        return records.FAIL_TIMEOUT, f"timed out after {limits.timeout_s} s"
+    if reply["output_exceeded"]:
+        return records.FAIL_CRASH, f"output exceeded {limits.max_output_kb} KB"
+    if -signal.SIGXCPU in reply["statuses"]:
+        return records.FAIL_TIMEOUT, "CPU time limit exceeded"
+    return None, ""
+
+
+def _exit_verdict(status: int | None, stderr: bytes) -> tuple[str, str]:
+    if status == 0:
+        return records.PASS, ""
+    if any(marker in stderr[-2000:] for marker in _MEMORY_MARKERS):
+        return records.FAIL_MEMORY, _tail(stderr)
+    if status is not None and status < 0:
+        return records.FAIL_CRASH, f"killed by {_signal_name(status)}: {_tail(stderr)}".rstrip(": ")
+    return records.FAIL_CRASH, f"exit {status}: {_tail(stderr)}".rstrip(": ")
+
+
+def program_verdict(reply: dict, limits: Limits) -> tuple[str, str]:
+    verdict, detail = _common_verdict(reply, limits)
+    if verdict is None:
+        verdict, detail = _exit_verdict(reply["statuses"][0], reply["stderr"])
+    return verdict, detail
+
+
+def tests_verdict(reply: dict, limits: Limits) -> tuple[str, str, int, int]:
+    """(verdict, detail, tests run, tests passed) of a tests check."""
+    verdict, detail = _common_verdict(reply, limits)
+    if verdict is not None:
+        return verdict, detail, 0, 0
+    if reply["forged_report"]:
+        return records.SUSPICIOUS, "a report without the nonce reached the judge", 0, 0
+    report, statuses = reply["parsed_report"], reply["statuses"]
+    if report is None:
+        verdict, detail = _exit_verdict(statuses[0], reply["stderr"])
+        if verdict == records.PASS:  # exit 0 without a report: an early exit
+            detail = f"exit 0 before the judge reported: {_tail(reply['stderr'])}"
+            return records.FAIL_NO_REPORT, detail.rstrip(": "), 0, 0
+        return verdict, detail, 0, 0
+    ran, passed, error = report["run"], report["passed"], report["error"]
+    if report["memory"]:
+        return records.FAIL_MEMORY, error or "MemoryError", ran, passed
+    if error and "_SolutionGone" in error:
+        sol = statuses[1] if len(statuses) > 1 else None
+        verdict, why = _exit_verdict(sol, reply["stderr"])
+        verdict = records.FAIL_CRASH if verdict == records.PASS else verdict
+        return verdict, f"the solution process died: {why or error}", ran, passed
+    if ran == 0:
+        return records.FAIL_TESTS, error or "no tests: no top-level test_* function", 0, 0
+    if passed == ran and error is None:
+        if report["asserts"] == 0:
+            return records.FAIL_TESTS, "the tests executed no assert", ran, passed
+        return records.PASS, "", ran, passed
+    return records.FAIL_TESTS, f"{ran - passed}/{ran} failed; {error}", ran, passed
 
 
 def _tail(data: bytes, chars: int = DETAIL_CHARS - 60) -> str:
@@ -467,39 +515,3 @@ def _make_worker_undumpable() -> None:
 
     pr_set_dumpable = 4
     ctypes.CDLL(None, use_errno=True).prctl(pr_set_dumpable, 0, 0, 0, 0)
-
-
-def _interpreters() -> list[str]:
-    """The worker's interpreter, then system ones of the same version (checked by the
-    self-check): a virtualenv or pyenv under /root is unreadable by an unprivileged uid."""
-    found, seen = [sys.executable], {os.path.realpath(sys.executable)}
-    for path in FALLBACK_PYTHONS:
-        real = os.path.realpath(path)
-        if real not in seen and os.access(real, os.X_OK):
-            found.append(path)
-            seen.add(real)
-    return found
-
-
-def _pidfd_open(pid: int) -> int | None:
-    try:
-        return os.pidfd_open(pid)
-    except (AttributeError, OSError):
-        return None
-
-
-def _has_exited(pid: int) -> bool:
-    """True once ``pid`` has exited; it is not reaped, so its pid and group stay ours."""
-    try:
-        return os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None
-    except ChildProcessError:
-        return True
-
-
-def _kill_group(proc: subprocess.Popen) -> None:
-    # The leader is not reaped yet, so neither its pid nor its group id can have been reused.
-    for kill, target in ((os.killpg, proc.pid), (os.kill, proc.pid)):
-        try:
-            kill(target, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
