@@ -1,4 +1,4 @@
-"""Command line: ``synthgen run | teacher-server | inspect``.
+"""Command line: ``synthgen run | teacher-server | inspect | sandbox probe | check-code``.
 
 Errors the user can fix (config, output location, teacher key) print one line and exit 2
 (usage / config) or 1 (run failure); ``--debug`` shows the full traceback instead.
@@ -7,10 +7,12 @@ Errors the user can fix (config, output location, teacher key) print one line an
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import re
 import sys
+from pathlib import Path
 
 EXIT_FAILURE, EXIT_USAGE = 1, 2
 _LOCAL_RUNNERS = {"directrunner", "fnapirunner", "direct", "fnapi"}
@@ -38,7 +40,7 @@ def _runner(beam_args: list[str]) -> str | None:
 
 def _one_line(exc: BaseException) -> str:
     text = str(exc)
-    fatal = re.search(r"TeacherFatalError: (.+)", text)
+    fatal = re.search(r"(?:TeacherFatalError|SandboxUnavailable): (.+)", text)
     if fatal:
         return fatal.group(1).strip()
     lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
@@ -117,6 +119,71 @@ def cmd_inspect(args, _beam_args) -> int:
     return 0
 
 
+def cmd_sandbox_probe(args, _beam_args) -> int:
+    from pipeline.sandbox import Limits, Sandbox, SandboxUnavailable
+
+    try:
+        box = Sandbox(Limits())
+    except SandboxUnavailable as exc:
+        print(f"synthgen: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    facts = {
+        **box.facts,
+        "level": box.isolation_level,
+        "interpreter": box.interpreter,
+        "note": box.isolation_note,
+    }
+    box.close()
+    if args.json:
+        print(json.dumps(facts))
+        return 0
+    yes = {True: "yes", False: "no"}
+    print(f"running as root:                          {yes[facts['root']]}")
+    print(f"unshare (PID, net, IPC, UTS, mount ns):   {yes[facts['unshare']]}")
+    print(f"bubblewrap (bwrap --unshare-all):         {yes[facts['bwrap']]}")
+    print(f"levels allowed here, strongest first:     {', '.join(facts['levels'])}")
+    print(f"level used (canary pair passed):          {facts['level']}")
+    print(f"interpreter of the checks:                {facts['interpreter']}")
+    if facts["note"]:
+        print(f"tried first, failed the canary:           {facts['note']}")
+    return 0
+
+
+def cmd_check_code(args, _beam_args) -> int:
+    from pipeline.sandbox import Limits, Sandbox, SandboxUnavailable
+
+    try:
+        solution = Path(args.solution).read_text(encoding="utf-8")
+        tests = Path(args.tests).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        print(f"synthgen: cannot read {exc.filename or 'input'}: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        limits = Limits(timeout_s=args.timeout, memory_mb=args.memory_mb)
+        box = Sandbox(limits, require=args.require)
+    except SandboxUnavailable as exc:
+        print(f"synthgen: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    try:
+        result = box.run_tests(solution, tests)
+    finally:
+        box.close()
+    if args.json:
+        print(json.dumps(result))
+    else:
+        print(
+            f"{result['verdict']}  level={result['isolation_level']} judge={result['judge_mode']} "
+            f"tests={result['tests_passed']}/{result['tests_run']} {result['duration_s']:.3f} s"
+        )
+        if result["audit_flags"]:
+            print(f"audit flags: {', '.join(result['audit_flags'])}")
+        if result["detail"]:
+            print(f"detail: {result['detail']}")
+        if result["stderr_tail"]:
+            print(f"stderr: {result['stderr_tail']}")
+    return 0 if result["verdict"] == "PASS" else EXIT_FAILURE
+
+
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="synthgen", description=__doc__.splitlines()[0])
     top.add_argument("--debug", action="store_true", help="show full tracebacks")
@@ -161,6 +228,31 @@ def parser() -> argparse.ArgumentParser:
     inspect_p.add_argument("output")
     inspect_p.add_argument("--samples", type=int, default=3)
     inspect_p.set_defaults(func=cmd_inspect)
+
+    sandbox_p = sub.add_parser("sandbox", help="the code sandbox on this machine")
+    sandbox_sub = sandbox_p.add_subparsers(dest="sandbox_command", required=True)
+    probe_p = sandbox_sub.add_parser(
+        "probe", help="print what this machine allows and the isolation level it would use"
+    )
+    probe_p.add_argument("--json", action="store_true", help="one JSON object on stdout")
+    probe_p.set_defaults(func=cmd_sandbox_probe)
+
+    check_p = sub.add_parser(
+        "check-code",
+        help="judge one solution against a tests file in the sandbox (exit 0 only for PASS)",
+        description="TESTS imports from `solution`; it passes when importing it raises nothing "
+        "and every top-level test_* function returns, with at least one assert executed.",
+    )
+    check_p.add_argument("solution", help="solution.py")
+    check_p.add_argument("tests", help="tests file (from solution import ...)")
+    check_p.add_argument("--json", action="store_true", help="one JSON object on stdout")
+    check_p.add_argument("--timeout", type=float, default=5.0, help="seconds (default 5)")
+    check_p.add_argument("--memory-mb", type=int, default=512, help="address space (default 512)")
+    check_p.add_argument(
+        "--require", choices=("process", "process+uid", "namespaces", "namespaces+uid"),
+        help="refuse to run below this isolation level",
+    )  # fmt: skip
+    check_p.set_defaults(func=cmd_check_code)
     return top
 
 

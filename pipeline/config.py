@@ -123,6 +123,9 @@ class VerifyConfig(_Section):
     max_processes: int = Field(16, ge=1, le=4096)
     workers: int = Field(0, ge=0, le=256, description="parallel sandbox runs; 0 = CPU count")
     math_rel_tol: float = Field(1e-6, ge=0.0, le=0.1)
+    require_isolation: Literal["process", "process+uid", "namespaces", "namespaces+uid"] | None = (
+        Field(None, description="refuse to run below this sandbox level (None: the best there is)")
+    )
 
 
 class LanguageConfig(_Section):

@@ -182,9 +182,10 @@ def build_manifest(cfg: Config, run_id: str, requested: int, stats: list[dict], 
     for s in by_table["rejected"]:
         rejected.update(s["by_reason"])
     kept = sum(s["rows"] for s in by_table["data"])
-    isolation = Counter()
+    isolation, judges = Counter(), Counter()
     for s in by_table["attempts"]:
         isolation.update(s.get("isolation_levels", {}))
+        judges.update(s.get("judge_modes", {}))
     tok = load_tokenizer(cfg.tokens.tokenizer)
     shard_fields = ("file", "rows", "tokens", "bytes", "sha256")
     return {
@@ -207,6 +208,7 @@ def build_manifest(cfg: Config, run_id: str, requested: int, stats: list[dict], 
         "attempts": {
             "rows": sum(s["rows"] for s in by_table["attempts"]),
             "isolation_levels": dict(isolation),
+            "judge_modes": dict(judges),
         },
         "tokens": {"data": sum(s["tokens"] for s in by_table["data"])},
         "teacher": _teacher_summary(cfg, counters),

@@ -84,9 +84,24 @@ _MEMORY_MARKERS = (b"MemoryError", b"Cannot allocate memory", b"out of memory")
 _SETUP_MARKER = b"synthgen-sandbox-setup:"
 _REPLY_MARGIN_S = 15.0
 
-CANARY_SOLUTION = "def add(a, b):\n    return a + b\n"
+# The good canary also proves that a check can import the standard library (an interpreter
+# under /root is unreadable to the check's uids) and runs the worker's Python version.
+CANARY_SOLUTION = "import fractions\n\n\ndef add(a, b):\n    return a + b\n"
 CANARY_BAD_SOLUTION = "def add(a, b):\n    return a - b\n"
-CANARY_TESTS = "from solution import add\n\n\ndef test_add():\n    assert add(2, 3) == 5\n"
+CANARY_TESTS = f"""\
+import sys
+
+from solution import add
+
+
+def test_add():
+    assert add(2, 3) == 5
+
+
+def test_python_version():
+    assert tuple(sys.version_info[:2]) == {tuple(sys.version_info[:2])}
+"""
+FALLBACK_PYTHONS = ("/usr/bin/python3", "/usr/local/bin/python3")
 
 RED_FLAGS = {
     "os_exit": r"\b_exit\s*\(",
@@ -222,7 +237,6 @@ class Sandbox:
         tmp_dir: str | None = None,
     ):
         self.limits = limits
-        self._python = python or sys.executable
         self._tmp_dir = tmp_dir or tempfile.gettempdir()
         self._lock = threading.Lock()
         self._zygote: subprocess.Popen | None = None
@@ -232,13 +246,15 @@ class Sandbox:
         if require:
             candidates = [c for c in candidates if level_rank(c) >= level_rank(require)]
         notes = []
-        for candidate in candidates:
-            self.isolation_level = candidate
+        for candidate, interpreter in (
+            (c, i) for c in candidates for i in ([python] if python else _interpreters())
+        ):
+            self.isolation_level, self.interpreter = candidate, interpreter
             problem = self._start() or self._canary()
             if not problem:
-                self.isolation_note = "; ".join(notes)
+                self.isolation_note = "; ".join(notes)  # what was tried before, and why not
                 break
-            notes.append(f"{candidate}: {problem}")
+            notes.append(f"{candidate} with {interpreter}: {problem}")
             self.close()
         else:
             wanted = f" at or above {require!r}" if require else ""
@@ -268,6 +284,7 @@ class Sandbox:
             "isolation_level": self.isolation_level,
             "judge_mode": mode,
             "audit_flags": flags,
+            "stderr_tail": _tail(reply.get("stderr", b""), 300),
         }
 
     def run_program(self, program: str) -> dict:
@@ -281,6 +298,7 @@ class Sandbox:
             "isolation_level": self.isolation_level,
             "judge_mode": "program",
             "audit_flags": audit_flags(program),
+            "stderr_tail": _tail(reply.get("stderr", b""), 300),
         }
 
     def close(self) -> None:
@@ -304,7 +322,8 @@ class Sandbox:
     def _start(self) -> str:
         """Start the zygote at ``self.isolation_level``; '' or what went wrong."""
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-        argv = [self._python, *_CHILD_FLAGS, "-c", _HARNESS_FILE.read_text(), str(theirs.fileno())]
+        harness = _HARNESS_FILE.read_text(encoding="utf-8")
+        argv = [self.interpreter, *_CHILD_FLAGS, "-c", harness, str(theirs.fileno())]
         if self.isolation_level == ISOLATION_NAMESPACES_UID:
             argv = [shutil.which("unshare") or "unshare", *_UNSHARE, *argv]
         elif self.isolation_level == ISOLATION_NAMESPACES:
@@ -504,6 +523,18 @@ def _last_line(data: bytes) -> str:
         if line.strip():
             return line.strip()[:DETAIL_CHARS]
     return ""
+
+
+def _interpreters() -> list[str]:
+    """The worker's interpreter, then system ones (the canary checks the version): a
+    virtualenv or pyenv under /root is unreadable by the check's uids."""
+    found, seen = [sys.executable], {os.path.realpath(sys.executable)}
+    for path in FALLBACK_PYTHONS:
+        real = os.path.realpath(path)
+        if real not in seen and os.access(real, os.X_OK):
+            found.append(path)
+            seen.add(real)
+    return found
 
 
 def _make_worker_undumpable() -> None:

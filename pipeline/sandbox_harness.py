@@ -182,9 +182,21 @@ def _become(uid):
         raise RuntimeError("uid drop did not take effect")
 
 
-def _describe(exc):
+def _source_line(filename, lineno):
     try:
-        text = f"{type(exc).__name__}: {exc}".strip().rstrip(":")
+        with open(filename, encoding="utf-8", errors="replace") as f:
+            for number, line in enumerate(f, 1):
+                if number == lineno:
+                    return line.strip()
+    except BaseException:  # noqa: BLE001 - best effort
+        pass
+    return ""
+
+
+def _describe(exc, with_type=True):
+    try:
+        text = f"{type(exc).__name__}: {exc}" if with_type else str(exc)
+        text = text.strip().rstrip(":")
     except BaseException:  # noqa: BLE001 - an exception whose __str__ fails
         text = type(exc).__name__
     try:
@@ -197,6 +209,9 @@ def _describe(exc):
             tb = tb.tb_next
         if where:
             text += f" at {where[0]}:{where[1]}"
+            line = _source_line(*where)
+            if line:
+                text += f" `{line}`"
     except BaseException:  # noqa: BLE001 - best effort (e.g. out of memory)
         pass
     return text[:DETAIL_CHARS]
@@ -282,7 +297,7 @@ def _serve_solution(from_tests, to_tests):
     try:
         module = __import__("solution")
     except BaseException as exc:  # noqa: BLE001 - SystemExit at import is a failure too
-        _fd_send(to_tests, ("raise", (type(exc).__name__, _describe(exc))))
+        _fd_send(to_tests, ("raise", (type(exc).__name__, _describe(exc, False))))
         return
     names = {}
     for name, value in list(vars(module).items()):
@@ -300,17 +315,17 @@ def _serve_solution(from_tests, to_tests):
             name, args, kwargs = _fd_recv(from_tests)
         except EOFError:
             return
-        before = marshal.dumps((args, kwargs))
+        before = marshal.dumps((args, kwargs), 2)  # version 2: no refcount-dependent refs
         try:
             result = getattr(module, name)(*args, **kwargs)
         except BaseException as exc:  # noqa: BLE001 - the tests decide what an exception means
             if isinstance(exc, MemoryError):
                 raise
-            _fd_send(to_tests, ("raise", (type(exc).__name__, _describe(exc))))
+            _fd_send(to_tests, ("raise", (type(exc).__name__, _describe(exc, False))))
             continue
         if not is_plain(result):
             answer = ("fallback", f"solution.{name}() returned {type(result).__name__}")
-        elif marshal.dumps((args, kwargs)) != before:
+        elif marshal.dumps((args, kwargs), 2) != before:
             answer = ("fallback", f"solution.{name}() mutates its arguments")
         else:
             answer = ("ok", result)
@@ -438,7 +453,9 @@ def _spawn(cwd, uid, limits, out_fd, err_fd, keep, body):
         _become(uid)
         sys.path.insert(0, cwd)
         sys.stdout = open(1, "w", encoding="utf-8", errors="backslashreplace", closefd=False)
-        sys.stderr = open(2, "w", encoding="utf-8", errors="backslashreplace", closefd=False)
+        sys.stderr = open(
+            2, "w", buffering=1, encoding="utf-8", errors="backslashreplace", closefd=False
+        )
     except BaseException as exc:  # noqa: BLE001 - the sandbox could not set the child up
         _write_all(2, f"synthgen-sandbox-setup: {type(exc).__name__}: {exc}\n".encode())
         _exit(125)
@@ -571,7 +588,7 @@ def _reap():
             return
 
 
-def _collect(fds, caps, pids, deadline, main_pid):
+def _collect(fds, caps, pids, deadline, main_pid, report_fd):
     """Read pipes until ``main_pid`` exited (+ grace) or the deadline; statuses of ``pids``."""
     bufs = {fd: bytearray() for fd in fds}
     statuses = {}
@@ -616,7 +633,7 @@ def _collect(fds, caps, pids, deadline, main_pid):
             buf = bufs[fd]
             room = caps[fd] - len(buf)
             buf += chunk[: max(room, 0)]
-            if len(chunk) > room and caps[fd] != _REPORT_CAP:
+            if len(chunk) > room and fd != report_fd:
                 exceeded = True
         if exceeded:
             break
@@ -694,7 +711,7 @@ def run_check(request, libc):
     caps = {out_r: request["output_cap"], err_r: request["output_cap"], rep_r: _REPORT_CAP}
     deadline = started + request["timeout_s"]
     bufs, statuses, timed_out, exceeded = _collect(
-        (out_r, err_r, rep_r), caps, pids, deadline, pids[0]
+        (out_r, err_r, rep_r), caps, pids, deadline, pids[0], rep_r
     )
     for pid in pids:
         try:

@@ -12,9 +12,12 @@
                      | errors, plus ``attempt_rows``: one row per attempt (attempt_row schema).
 
 Sandbox failures are never held against a sample: an ``INFRA_ERROR`` run is retried once; a
-reference that still fails that way goes to errors (reason ``error``, detail
+reference that still fails that way is rejected with reason ``sandbox_error`` (detail
 "INFRA_ERROR: ..."), an attempt keeps verdict ``INFRA_ERROR``, and a problem without a passing
-attempt but with an infra failure goes to errors instead of ``no_passing_attempt``.
+attempt but with an infra failure is rejected with ``sandbox_error`` instead of
+``no_passing_attempt``. ``SUSPICIOUS`` (passed only in-process, by code with red flags) is not
+a pass. Every checked attempt carries ``judge_mode`` and ``audit_flags`` (see
+``pipeline.sandbox``); the kept sample carries its chosen attempt's.
 
 Selection rule (``choose_attempt``): among attempts with verdict PASS, the shortest
 ``solution`` text wins, then the lowest attempt index. ``pass_rate`` = passing attempts /
@@ -67,6 +70,8 @@ ATTEMPT_KEYS = (
     "verify_detail",
     "duration_s",
     "isolation_level",
+    "judge_mode",
+    "audit_flags",
 )
 # Markers of an attempt that went through an errors output upstream and is judged as a failure.
 DROP_KEYS = ("stage", "reason", "detail")
@@ -316,12 +321,12 @@ def check_reference(problem: dict, sandbox, rel_tol: float = 1e-6) -> dict:
 
 
 def reference_decision(problem: dict, result: dict) -> tuple[dict, str | None, str]:
-    """``(record, reason, detail)``: reason None keeps, ERROR is an infra failure."""
+    """``(record, reason, detail)``: reason None keeps, SANDBOX_ERROR is an infra failure."""
     record = {**problem, "isolation_level": result["isolation_level"]}
     if result["verdict"] == records.PASS:
         return record, None, ""
     if result["verdict"] == records.INFRA_ERROR:
-        return record, records.ERROR, f"INFRA_ERROR: {result['detail']}"
+        return record, records.SANDBOX_ERROR, f"INFRA_ERROR: {result['detail']}"
     return record, records.REFERENCE_FAILED, f"{result['verdict']}: {result['detail']}"
 
 
@@ -335,6 +340,8 @@ def check_attempt(attempt: dict, sandbox, rel_tol: float = 1e-6) -> dict:
             "verify_detail": f"not run: {status}",
             "duration_s": None,
             "isolation_level": None,
+            "judge_mode": None,
+            "audit_flags": [],
         }
     domain = attempt.get("domain")
     if domain == "code":
@@ -352,6 +359,8 @@ def check_attempt(attempt: dict, sandbox, rel_tol: float = 1e-6) -> dict:
             "verify_detail": "not run: nothing to execute",
             "duration_s": None,
             "isolation_level": None,
+            "judge_mode": None,
+            "audit_flags": [],
         }
     result = _run_with_retry(call)
     if domain == "math":
@@ -362,6 +371,8 @@ def check_attempt(attempt: dict, sandbox, rel_tol: float = 1e-6) -> dict:
         "verify_detail": result["detail"],
         "duration_s": result["duration_s"],
         "isolation_level": result["isolation_level"],
+        "judge_mode": result.get("judge_mode"),
+        "audit_flags": result.get("audit_flags", []),
     }
 
 
@@ -370,7 +381,7 @@ def check_attempt(attempt: dict, sandbox, rel_tol: float = 1e-6) -> dict:
 
 class Selection(NamedTuple):
     record: dict  # the problem record (kept fields added when reason is None)
-    reason: str | None  # None = kept; NO_PASSING_ATTEMPT / ANSWER_DISAGREEMENT; ERROR = infra
+    reason: str | None  # None = kept; NO_PASSING_ATTEMPT, ANSWER_DISAGREEMENT, SANDBOX_ERROR, ...
     detail: str
     attempt_rows: list[dict]
 
@@ -404,6 +415,8 @@ def _attempt_row(attempt: dict, chosen: bool, reason: str | None) -> dict:
         ),
         "duration_s": attempt.get("duration_s"),
         "isolation_level": attempt.get("isolation_level"),
+        "judge_mode": attempt.get("judge_mode"),
+        "audit_flags": attempt.get("audit_flags") or [],
         "raw": attempt.get("attempt_raw") if status in RAW_STATUSES else None,
         "teacher_model": attempt.get("teacher_model"),
         "sampling": attempt.get("attempt_sampling"),
@@ -432,6 +445,8 @@ def errored_attempt(record: dict) -> dict:
         "attempt_status": records.ERROR,
         "attempt_detail": record.get("detail", ""),
         "isolation_level": None,
+        "judge_mode": None,
+        "audit_flags": [],
     }
 
 
@@ -464,7 +479,9 @@ def select_attempt(
         unpaid = [a for a in work if a.get("attempt_status") == records.BUDGET_EXHAUSTED]
         if broken:
             first = broken[0]
-            reason, detail = records.ERROR, f"{first['verdict']}: {first.get('verify_detail', '')}"
+            infra = first["verdict"] == records.INFRA_ERROR
+            reason = records.SANDBOX_ERROR if infra else records.ERROR
+            detail = f"{first['verdict']}: {first.get('verify_detail', '')}"
         elif unpaid:
             reason, detail = records.BUDGET_EXHAUSTED, unpaid[0].get("attempt_detail", "")
         else:
@@ -502,6 +519,8 @@ def select_attempt(
         "attempt_prompt_hash": chosen.get("attempt_prompt_hash"),
         "attempt_sampling": chosen.get("attempt_sampling"),
         "isolation_level": chosen.get("isolation_level"),
+        "judge_mode": chosen.get("judge_mode"),
+        "audit_flags": chosen.get("audit_flags") or [],
         "answer": _final_answer(majority, problem.get("answer")) if is_math else None,
     }
     return Selection(record, None, "", rows)
@@ -527,16 +546,17 @@ class _Output(NamedTuple):
 class _SandboxFn(ConcurrentDoFn):
     """Runs ``_check(element) -> _Output`` on ``verify.workers`` threads, one sandbox per worker."""
 
-    def __init__(self, stage: str, limits: Limits, workers: int, rel_tol: float, factory):
+    def __init__(self, stage: str, limits: Limits, workers: int, rel_tol: float, require, factory):
         super().__init__(workers)
         self._stage = stage
         self._limits = limits
+        self._require = require
         self._rel_tol = rel_tol
         self._factory = factory
 
     def setup(self):
         super().setup()
-        self._sandbox = self._factory(self._limits)
+        self._sandbox = self._factory(self._limits, require=self._require)
 
     def teardown(self):
         super().teardown()
@@ -582,8 +602,9 @@ class _VerifyAttemptFn(_SandboxFn):
         return _Output(KEPT, verified, counters, verified["duration_s"])
 
 
-def _sandbox_args(verify_cfg) -> tuple[Limits, int, float]:
-    return Limits.from_config(verify_cfg), verify_cfg.workers, verify_cfg.math_rel_tol
+def _sandbox_args(verify_cfg) -> tuple[Limits, int, float, str | None]:
+    limits = Limits.from_config(verify_cfg)
+    return limits, verify_cfg.workers, verify_cfg.math_rel_tol, verify_cfg.require_isolation
 
 
 class VerifyReference(beam.PTransform):

@@ -69,7 +69,9 @@ def rows_to_table(rows: list[dict], schema: pa.Schema) -> pa.Table:
             values = [SCHEMA_VERSION] * len(rows)
         if pa.types.is_string(field.type):
             values = [_as_text(v, field.nullable) for v in values]
-        if pa.types.is_list(field.type):
+        if pa.types.is_list(field.type) and pa.types.is_string(field.type.value_type):
+            columns.append(pa.array([v or [] for v in values], type=field.type))
+        elif pa.types.is_list(field.type):
             columns.append(_list_array(values, field.type.value_type))
         else:
             columns.append(pa.array(values, type=field.type))
@@ -109,6 +111,7 @@ class _WriteShardFn(beam.DoFn):
             if self._table == "rejected"
             else {},
             "isolation_levels": dict(Counter(r.get("isolation_level") or "none" for r in rows)),
+            "judge_modes": dict(Counter(r.get("judge_mode") or "none" for r in rows)),
         }
         stats_name = f"{self._table}-{index:05d}.json"
         with FileSystems.create(FileSystems.join(self._stats_dir, stats_name)) as handle:

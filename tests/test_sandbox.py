@@ -15,14 +15,18 @@ from pipeline import records
 from pipeline.config import VerifyConfig
 from pipeline.sandbox import (
     ISOLATION_PROCESS,
-    ISOLATION_PROCESS_UID,
+    JUDGE_IN_PROCESS,
+    JUDGE_PIPE,
+    LEVELS,
+    UID_BASE,
     Limits,
     Sandbox,
     SandboxUnavailable,
+    audit_flags,
+    probe,
 )
 
 TIMEOUT_S = 1.5
-SYSTEM_PYTHON = "/usr/bin/python3"
 
 ADD = "def add(a, b):\n    return a + b\n"
 ADD_TESTS = """\
@@ -42,33 +46,26 @@ PASSING = "from solution import add\n\n\ndef test_ok():\n    assert add(1, 2) ==
 LIMITS = Limits(timeout_s=TIMEOUT_S, memory_mb=256, max_output_kb=64)
 
 
-@pytest.fixture(scope="module", params=["default", "no-uid"])
+@pytest.fixture(scope="module", params=["best", "process"])
 def sandbox(request):
-    """The strongest level this machine allows, and (as root) the plain process level too."""
-    if request.param == "no-uid":
-        if not (hasattr(os, "geteuid") and os.geteuid() == 0):
-            pytest.skip("not root: the default sandbox already runs at the process level")
-        box = Sandbox(LIMITS, unprivileged_uid=None)
-        assert box.isolation_level == ISOLATION_PROCESS
-    else:
-        box = Sandbox(LIMITS)
+    """The strongest level this machine allows, and the plain process level too."""
+    box = Sandbox(LIMITS, level=None if request.param == "best" else ISOLATION_PROCESS)
     yield box
     box.close()
 
 
-def _uid_python_available() -> bool:
-    return hasattr(os, "geteuid") and os.geteuid() == 0 and os.access(SYSTEM_PYTHON, os.X_OK)
-
-
-@pytest.fixture(scope="module")
-def uid_sandbox():
-    """A sandbox that drops to uid 65534: needs root and an interpreter that uid can run."""
-    if not _uid_python_available():
-        pytest.skip("uid drop needs root and a world-readable interpreter")
-    box = Sandbox(Limits(timeout_s=TIMEOUT_S, memory_mb=256), python=SYSTEM_PYTHON)
-    if box.isolation_level != ISOLATION_PROCESS_UID:
-        pytest.skip(f"uid drop unavailable here: {box.isolation_note}")
-    return box
+def _uids_in_use() -> list[int]:
+    """Host processes running as a sandbox check uid."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            status = (entry / "status").read_text()
+        except (OSError, ValueError):
+            continue
+        uid = int(status.split("\nUid:")[1].split()[0])
+        if uid >= UID_BASE:
+            found.append(uid)
+    return found
 
 
 def _gone_or_zombie(pid: int) -> bool:
@@ -88,7 +85,8 @@ def test_limits_from_config():
 
 
 def test_isolation_level_is_known(sandbox):
-    assert sandbox.isolation_level in (ISOLATION_PROCESS, ISOLATION_PROCESS_UID)
+    assert sandbox.isolation_level in LEVELS
+    assert sandbox.isolation_level in probe()["levels"]
 
 
 def test_correct_solution_passes(sandbox):
@@ -103,7 +101,11 @@ def test_correct_solution_passes(sandbox):
         "duration_s",
         "detail",
         "isolation_level",
+        "judge_mode",
+        "audit_flags",
+        "stderr_tail",
     }
+    assert result["judge_mode"] == JUDGE_PIPE
 
 
 def test_wrong_solution_fails_with_the_first_failing_test(sandbox):
@@ -224,8 +226,138 @@ def test_early_exits_and_forgeries_never_pass(sandbox, solution, tests):
 
 
 def test_exit_zero_without_report_is_no_report(sandbox):
-    result = sandbox.run_tests("import os\nos._exit(0)\n", PASSING)
-    assert result["verdict"] == records.FAIL_NO_REPORT
+    tests = "import os\nfrom solution import add\nos._exit(0)\n"
+    assert sandbox.run_tests(ADD, tests)["verdict"] == records.FAIL_NO_REPORT
+
+
+def test_solution_that_exits_during_a_call_is_a_crash(sandbox):
+    result = sandbox.run_tests("import os\ndef add(a, b):\n    os._exit(0)\n", PASSING)
+    assert result["verdict"] == records.FAIL_CRASH
+    assert "solution process died" in result["detail"]
+    assert "os_exit" in result["audit_flags"]
+
+
+# ------------------------------------------------------------------------- judging
+
+
+ALWAYS_EQUAL = """\
+class Anything:
+    def __eq__(self, other):
+        return True
+
+
+def add(a, b):
+    return Anything()
+"""
+
+
+def test_an_always_equal_object_never_reaches_the_tests_as_a_pass(sandbox):
+    result = sandbox.run_tests(ALWAYS_EQUAL, ADD_TESTS)
+    assert result["judge_mode"] == JUDGE_IN_PROCESS
+    assert result["verdict"] == records.SUSPICIOUS
+    assert "eq_override" in result["audit_flags"]
+
+
+@pytest.mark.parametrize(
+    ("solution", "tests"),
+    [
+        (
+            "def evens(n):\n    for i in range(0, n, 2):\n        yield i\n",
+            "from solution import evens\n\n"
+            "def test_evens():\n    assert list(evens(5)) == [0, 2, 4]\n",
+        ),
+        (
+            "def push(items, x):\n    items.append(x)\n",
+            "from solution import push\n\ndef test_push():\n"
+            "    items = [1]\n    push(items, 2)\n    assert items == [1, 2]\n",
+        ),
+        (
+            "class Stack:\n    def __init__(self):\n        self.items = []\n"
+            "    def push(self, x):\n        self.items.append(x)\n"
+            "    def size(self):\n        return len(self.items)\n",
+            "from solution import Stack\n\ndef test_stack():\n"
+            "    s = Stack()\n    s.push(1)\n    assert s.size() == 1\n",
+        ),
+        (
+            "def apply(f, x):\n    return f(x)\n",
+            "from solution import apply\n\ndef test_apply():\n    assert apply(abs, -3) == 3\n",
+        ),
+    ],
+    ids=["generator", "mutates-argument", "class", "callable-argument"],
+)
+def test_what_cannot_cross_the_pipe_is_judged_in_process(sandbox, solution, tests):
+    result = sandbox.run_tests(solution, tests)
+    assert (result["verdict"], result["judge_mode"]) == (records.PASS, JUDGE_IN_PROCESS), result
+
+
+def test_plain_data_crosses_the_pipe_exactly(sandbox):
+    solution = (
+        "def echo(x):\n    return x\n\n"
+        "def fail(kind):\n    raise {'v': ValueError, 'k': KeyError}[kind]('bad')\n\nLIMIT = 10\n"
+    )
+    tests = """\
+import math
+from solution import LIMIT, echo, fail
+
+VALUES = [None, True, 3, -2**80, 1.5, float('inf'), 2j, 'ü', b'\\x00', [1, (2, 3)],
+          {'a': {1, 2}}, frozenset({4}), ()]
+
+
+def test_echo():
+    for value in VALUES:
+        assert echo(value) == value and type(echo(value)) is type(value)
+    assert math.isnan(echo(float('nan')))
+    assert LIMIT == 10
+
+
+def test_exceptions_keep_their_builtin_type():
+    for kind, exc in (('v', ValueError), ('k', KeyError)):
+        try:
+            fail(kind)
+        except exc:
+            pass
+        else:
+            raise AssertionError('no exception')
+"""
+    result = sandbox.run_tests(solution, tests)
+    assert (result["verdict"], result["judge_mode"]) == (records.PASS, JUDGE_PIPE), result
+
+
+def test_tests_that_assert_nothing_do_not_pass(sandbox):
+    tests = "from solution import add\n\ndef test_calls_only():\n    add(1, 2)\n"
+    result = sandbox.run_tests(ADD, tests)
+    assert result["verdict"] == records.FAIL_TESTS
+    assert "no assert" in result["detail"]
+
+
+def test_the_solution_cannot_read_the_tests(sandbox):
+    if not sandbox.isolation_level.endswith("+uid"):
+        pytest.skip("needs a uid per process")
+    solution = (
+        "import glob\nFOUND = sorted(glob.glob('../**/test_solution.py', recursive=True))\n"
+        "def add(a, b):\n    return open(FOUND[0]).read() if FOUND else a + b\n"
+    )
+    result = sandbox.run_tests(solution, ADD_TESTS)
+    assert result["verdict"] in (records.PASS, records.FAIL_TESTS)
+    assert "PermissionError" in result["detail"] or result["verdict"] == records.PASS
+
+
+@pytest.mark.parametrize(
+    ("source", "flags"),
+    [
+        ("import os\nos._exit(0)\n", ["os_exit"]),
+        ("import sys\nf = sys._getframe(1)\n", ["frame_walk"]),
+        ("import gc\ngc.get_objects()\n", ["gc"]),
+        ("import ctypes\n", ["ctypes"]),
+        ("open('/proc/1/environ')\n", ["proc_fs"]),
+        ("import atexit\n", ["atexit"]),
+        ("import builtins\nbuiltins.print = None\n", ["builtins"]),
+        ("import socket\n", ["socket"]),
+        ("def add(a, b):\n    return a + b\n", []),
+    ],
+)
+def test_audit_flags(source, flags):
+    assert audit_flags(source) == flags
 
 
 # ------------------------------------------------------------------------ resources
@@ -273,21 +405,18 @@ def test_huge_file_is_stopped_by_the_file_size_limit():
 def test_daemon_holding_stdout_does_not_hang_and_is_killed(sandbox):
     program = """\
 import os, time
-pid = os.fork()
-if pid == 0:
-    time.sleep(60)
+if os.fork() == 0:
+    os.setsid()
+    if os.fork() == 0:
+        time.sleep(60)
     os._exit(0)
-print(pid, flush=True)
+print(os.getuid(), flush=True)
 """
     start = time.monotonic()
     result = sandbox.run_program(program)
     assert time.monotonic() - start < TIMEOUT_S
     assert result["verdict"] == records.PASS
-    daemon = int(result["stdout_last_line"])
-    deadline = time.monotonic() + 2
-    while not _gone_or_zombie(daemon) and time.monotonic() < deadline:
-        time.sleep(0.02)
-    assert _gone_or_zombie(daemon)
+    assert _uids_in_use() == []
 
 
 # ----------------------------------------------------------------------- isolation
@@ -312,7 +441,7 @@ def test_candidate_sees_no_api_key(sandbox, monkeypatch):
 def test_worker_becomes_undumpable():
     code = (
         "import ctypes\nfrom pipeline.sandbox import Sandbox\n"
-        "Sandbox(unprivileged_uid=None)\nprint(ctypes.CDLL(None).prctl(3, 0, 0, 0, 0))\n"
+        "Sandbox(level='process')\nprint(ctypes.CDLL(None).prctl(3, 0, 0, 0, 0))\n"
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
@@ -325,7 +454,7 @@ def test_candidate_cannot_read_the_workers_environ_via_proc():
     candidate at the plain ``process`` level, the same uid as the worker."""
     worker = (
         "from pipeline.sandbox import Sandbox, Limits\n"
-        "box = Sandbox(Limits(timeout_s=5), unprivileged_uid=None)\n"
+        "box = Sandbox(Limits(timeout_s=5), level='process')\n"
         "program = ('import os\\n'\n"
         "  'try:\\n'\n"
         '  \'    data = open(f"/proc/{os.getppid()}/environ", "rb").read()\\n\'\n'
@@ -348,7 +477,7 @@ def test_candidate_cannot_read_the_workers_environ_via_proc():
 def test_candidate_runs_in_a_fresh_temp_dir_that_is_removed(sandbox):
     result = sandbox.run_program("import os\nprint(os.getcwd())\n")
     cwd = result["stdout_last_line"]
-    assert "synthgen-sandbox-" in cwd
+    assert "synthgen-check-" in cwd
     assert not os.path.exists(cwd)
 
 
@@ -358,27 +487,22 @@ def test_worker_packages_are_not_importable(sandbox):
     assert "ModuleNotFoundError" in result["detail"]
 
 
-def test_writing_outside_the_temp_dir_fails_when_uid_is_dropped(uid_sandbox, tmp_path):
-    target = tmp_path / "escaped.txt"
-    program = f"open({str(target)!r}, 'w').write('x')\n"
-    result = uid_sandbox.run_program(program)
+def test_checks_run_as_uids_of_their_own_that_cannot_write_outside(sandbox):
+    if not sandbox.isolation_level.endswith("+uid"):
+        pytest.skip(f"{sandbox.isolation_level}: no uid per check")
+    target = Path(__file__).with_name(f".escaped-{os.getpid()}")  # outside /tmp: the host's
+    result = sandbox.run_program(f"open({str(target)!r}, 'w').write('x')\n")
     assert result["verdict"] == records.FAIL_CRASH
     assert "PermissionError" in result["detail"]
     assert not target.exists()
-    assert uid_sandbox.run_program("import os\nprint(os.getuid())\n")["stdout_last_line"] == (
-        "65534"
+    assert int(sandbox.run_program("import os\nprint(os.getuid())\n")["stdout_last_line"]) >= (
+        UID_BASE
     )
 
 
-def test_default_sandbox_cannot_write_outside_when_uid_is_dropped(sandbox, tmp_path):
-    if sandbox.isolation_level != ISOLATION_PROCESS_UID:
-        pytest.skip(f"{sandbox.isolation_level}: {sandbox.isolation_note or 'no uid drop'}")
-    target = tmp_path / "escaped.txt"
-    sandbox.run_program(f"open({str(target)!r}, 'w').write('x')\n")
-    assert not target.exists()
-
-
-def test_process_limit_binds_when_uid_is_dropped(uid_sandbox):
+def test_process_limit_binds_when_uid_is_dropped(sandbox):
+    if not sandbox.isolation_level.endswith("+uid"):
+        pytest.skip(f"{sandbox.isolation_level}: RLIMIT_NPROC does not bind the worker's uid")
     program = """\
 import os, time
 children = 0
@@ -392,9 +516,10 @@ except OSError:
     pass
 print(children)
 """
-    result = uid_sandbox.run_program(program)
+    result = sandbox.run_program(program)
     assert result["verdict"] == records.PASS
     assert int(result["stdout_last_line"]) < 16
+    assert _uids_in_use() == []
 
 
 # --------------------------------------------------------------- infra and programs
@@ -408,6 +533,9 @@ def test_program_prints_its_last_line(sandbox):
         "duration_s": result["duration_s"],
         "detail": "",
         "isolation_level": sandbox.isolation_level,
+        "judge_mode": "program",
+        "audit_flags": [],
+        "stderr_tail": "",
     }
 
 
@@ -426,21 +554,28 @@ def test_failing_program_is_a_crash(sandbox, program, needle):
     assert result["stdout_last_line"] == ""
 
 
-def test_a_missing_interpreter_is_infra_error_not_a_verdict(monkeypatch):
+def test_a_dead_zygote_is_infra_error_not_a_verdict():
     box = Sandbox(Limits(timeout_s=TIMEOUT_S))
-    monkeypatch.setattr(box, "_python", "/nonexistent/python3")
+    os.killpg(box._zygote.pid, 9)
+    box._zygote.wait()
     result = box.run_tests(ADD, ADD_TESTS)
     assert result["verdict"] == records.INFRA_ERROR
-    assert "cannot start" in result["detail"]
+    assert "did not answer" in result["detail"]
     assert box.run_program("print(1)\n")["verdict"] == records.INFRA_ERROR
+    box.close()
 
 
 def test_a_broken_interpreter_fails_construction(tmp_path):
     fake = tmp_path / "python3"
     fake.write_text("#!/bin/sh\nexit 1\n")
     fake.chmod(0o755)
-    with pytest.raises(SandboxUnavailable, match="trivial test"):
-        Sandbox(Limits(timeout_s=TIMEOUT_S), python=str(fake), unprivileged_uid=None)
+    with pytest.raises(SandboxUnavailable, match="no sandbox isolation level"):
+        Sandbox(Limits(timeout_s=TIMEOUT_S), python=str(fake), level=ISOLATION_PROCESS)
+
+
+def test_a_level_below_the_required_one_is_refused():
+    with pytest.raises(SandboxUnavailable, match="at or above 'namespaces'"):
+        Sandbox(Limits(timeout_s=TIMEOUT_S), level=ISOLATION_PROCESS, require="namespaces")
 
 
 def test_correct_solutions_stay_pass_under_concurrency(sandbox):
@@ -456,7 +591,7 @@ def test_correct_solutions_stay_pass_under_concurrency(sandbox):
     assert [r["verdict"] for r in results[8:]] == [
         records.FAIL_TIMEOUT,
         records.FAIL_MEMORY,
-        records.FAIL_NO_REPORT,
+        records.FAIL_CRASH,
         records.FAIL_TESTS,
     ]
 

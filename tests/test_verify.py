@@ -10,7 +10,7 @@ from apache_beam.testing.util import assert_that, equal_to
 
 from pipeline import records
 from pipeline.config import VerifyConfig
-from pipeline.sandbox import Limits
+from pipeline.sandbox import LEVELS, Limits
 from pipeline.verify import (
     NOT_RUN,
     SelectAttempt,
@@ -288,14 +288,14 @@ def test_select_no_passing_attempt_counts_verdicts():
     assert [row["chosen"] for row in selection.attempt_rows] == [False, False]
 
 
-def test_select_infra_error_without_a_pass_is_an_error_not_a_drop():
+def test_select_infra_error_without_a_pass_is_a_sandbox_error_not_a_failure():
     problem = _problem("code-3")
     attempts = [
         _verified(problem, 0, records.FAIL_TESTS),
         _verified(problem, 1, records.INFRA_ERROR),
     ]
     selection = select_attempt(attempts, 2)
-    assert selection.reason == records.ERROR
+    assert selection.reason == records.SANDBOX_ERROR
     assert selection.detail.startswith("INFRA_ERROR:")
 
 
@@ -427,7 +427,7 @@ def test_verify_reference_routes_every_problem():
         )
         assert_that(
             outputs.kept,
-            _check(lambda r: r["isolation_level"] in ("process", "process+uid"), "isolation"),
+            _check(lambda r: r["isolation_level"] in LEVELS, "isolation"),
             label="KeptHaveIsolation",
         )
         assert_that(
@@ -450,7 +450,7 @@ class FakeSandbox:
 
     isolation_level = "fake"
 
-    def __init__(self, limits: Limits):
+    def __init__(self, limits: Limits, require=None):
         self._seen: set[str] = set()
 
     def _result(self, code: str) -> dict:
@@ -471,7 +471,7 @@ class FakeSandbox:
         pass
 
 
-def test_verify_reference_retries_infra_errors_once_then_routes_to_errors():
+def test_verify_reference_retries_infra_errors_once_then_rejects_them():
     problems = [
         _problem("infra", reference_solution="# INFRA\n"),
         _problem("flaky", reference_solution="# FLAKY\n"),
@@ -483,14 +483,14 @@ def test_verify_reference_retries_infra_errors_once_then_routes_to_errors():
             _outcomes(outputs),
             equal_to(
                 [
-                    ("infra", "errors", records.ERROR),
+                    ("infra", "dropped", records.SANDBOX_ERROR),
                     ("flaky", "kept", None),
-                    ("math-infra", "errors", records.ERROR),
+                    ("math-infra", "dropped", records.SANDBOX_ERROR),
                 ]
             ),
         )
         assert_that(
-            outputs.errors,
+            outputs.dropped,
             _check(lambda r: r["detail"].startswith("INFRA_ERROR: "), "infra detail"),
             label="InfraDetail",
         )
@@ -584,7 +584,7 @@ def test_select_attempt_one_outcome_per_problem_and_one_row_per_attempt():
                     ("code-bad", "dropped", records.NO_PASSING_ATTEMPT),
                     ("math-ok", "kept", None),
                     ("math-off", "dropped", records.ANSWER_DISAGREEMENT),
-                    ("code-infra", "errors", records.ERROR),
+                    ("code-infra", "dropped", records.SANDBOX_ERROR),
                 ]
             ),
         )
@@ -632,7 +632,7 @@ def test_reference_attempts_select_chain_with_the_real_sandbox():
                 [
                     (0, records.FAIL_TESTS, "failed"),
                     (1, records.PASS, None),
-                    (2, records.FAIL_NO_REPORT, "failed"),
+                    (2, records.FAIL_CRASH, "failed"),  # the solution process died
                 ]
             ),
             label="Rows",
