@@ -77,8 +77,9 @@ _CHILD_FLAGS = ("-s", "-S", "-B", "-X", "utf8")
 _CHILD_ENV = {"PYTHONHASHSEED": "0"}  # -I would randomise set order, hence some verdicts
 _UNSHARE = ("--pid", "--net", "--ipc", "--uts", "--mount", "--fork", "--mount-proc")
 _BWRAP = (
-    "--unshare-all", "--die-with-parent", "--new-session", "--ro-bind", "/", "/",
-    "--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp", "--tmpfs", "/var/tmp",
+    "--unshare-all", "--die-with-parent", "--new-session", "--cap-drop", "ALL",
+    "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc",
+    "--tmpfs", "/tmp", "--tmpfs", "/var/tmp",
 )  # fmt: skip
 _MEMORY_MARKERS = (b"MemoryError", b"Cannot allocate memory", b"out of memory")
 _SETUP_MARKER = b"synthgen-sandbox-setup:"
@@ -176,7 +177,7 @@ def probe() -> dict:
     levels = []
     if facts["unshare"]:
         levels.append(ISOLATION_NAMESPACES_UID)
-    if facts["bwrap"] and not root:
+    if facts["bwrap"]:
         levels.append(ISOLATION_NAMESPACES)
     if root:
         levels.append(ISOLATION_PROCESS_UID)
@@ -213,8 +214,14 @@ class _Slots:
 
     @staticmethod
     def uids(slot: int) -> tuple[int, int]:
-        base = UID_BASE + (os.getpid() % 2_000_000) * 2 * MAX_SLOTS + 2 * slot
+        base = check_uid_range()[0] + 2 * slot
         return base, base + 1
+
+
+def check_uid_range() -> range:
+    """The uids this worker process gives its checks."""
+    base = UID_BASE + (os.getpid() % 2_000_000) * 2 * MAX_SLOTS
+    return range(base, base + 2 * MAX_SLOTS)
 
 
 _SLOTS = _Slots()

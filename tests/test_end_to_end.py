@@ -16,6 +16,7 @@ from pipeline import records
 from pipeline.config import load_config
 from pipeline.generate import make_seeds, seed_id
 from pipeline.run import run
+from pipeline.sandbox import LEVELS
 from pipeline.teacher_server import TeacherServer
 from pipeline.tokens import load_tokenizer
 
@@ -126,7 +127,9 @@ def test_planted_attempt_defects_never_win(e2e):
         if "infinite_loop" in lab["defects"]:
             assert row["verdict"] == records.FAIL_TIMEOUT
         if "fake_pass" in lab["defects"]:
-            assert row["verdict"] in (records.FAIL_NO_REPORT, records.FAIL_TESTS), row["detail"]
+            # os._exit / sys.exit in the solution: its own process dies (pipe judging)
+            fake = (records.FAIL_CRASH, records.FAIL_NO_REPORT, records.FAIL_TESTS)
+            assert row["verdict"] in fake, row["detail"]
         if "malformed_json" in lab["defects"]:
             assert row["reason"] == records.PARSE_ERROR and row["raw"]
 
@@ -153,7 +156,8 @@ def test_attempt_rows_match_kept_samples(e2e):
         assert chosen.iloc[0]["attempt"] == row["attempt"]
         assert row["pass_rate"] == pytest.approx((mine["verdict"] == "PASS").sum() / k)
     assert (data["verdict"] == "PASS").all()
-    assert data["isolation_level"].str.startswith("process").all()
+    assert data["isolation_level"].isin(LEVELS).all()
+    assert data["judge_mode"].isin(["pipe", "in_process", "program"]).all()
 
 
 def test_tokens_decode_back_to_the_conversation(e2e):

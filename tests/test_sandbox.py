@@ -14,6 +14,7 @@ import pytest
 from pipeline import records
 from pipeline.config import VerifyConfig
 from pipeline.sandbox import (
+    ISOLATION_NAMESPACES,
     ISOLATION_PROCESS,
     JUDGE_IN_PROCESS,
     JUDGE_PIPE,
@@ -23,6 +24,7 @@ from pipeline.sandbox import (
     Sandbox,
     SandboxUnavailable,
     audit_flags,
+    check_uid_range,
     probe,
 )
 
@@ -46,16 +48,19 @@ PASSING = "from solution import add\n\n\ndef test_ok():\n    assert add(1, 2) ==
 LIMITS = Limits(timeout_s=TIMEOUT_S, memory_mb=256, max_output_kb=64)
 
 
-@pytest.fixture(scope="module", params=["best", "process"])
+@pytest.fixture(scope="module", params=["best", ISOLATION_NAMESPACES, ISOLATION_PROCESS])
 def sandbox(request):
-    """The strongest level this machine allows, and the plain process level too."""
-    box = Sandbox(LIMITS, level=None if request.param == "best" else ISOLATION_PROCESS)
+    """The strongest level this machine allows, bubblewrap's, and the plain process level."""
+    if request.param == ISOLATION_NAMESPACES and not probe()["bwrap"]:
+        pytest.skip("bubblewrap is not installed or not allowed here")
+    box = Sandbox(LIMITS, level=None if request.param == "best" else request.param)
     yield box
     box.close()
 
 
 def _uids_in_use() -> list[int]:
-    """Host processes running as a sandbox check uid."""
+    """Host processes running as a check uid of this process's sandboxes."""
+    ours = check_uid_range()
     found = []
     for entry in Path("/proc").iterdir():
         try:
@@ -63,7 +68,7 @@ def _uids_in_use() -> list[int]:
         except (OSError, ValueError):
             continue
         uid = int(status.split("\nUid:")[1].split()[0])
-        if uid >= UID_BASE:
+        if uid in ours:
             found.append(uid)
     return found
 
