@@ -69,6 +69,18 @@ def cmd_run(args, beam_args: list[str]) -> int:
             file=sys.stderr,
         )
         return EXIT_USAGE
+    if local:  # fail before any work (and any teacher spend) if the sandbox cannot run here
+        from pipeline.sandbox import Limits, Sandbox, SandboxUnavailable
+
+        try:
+            Sandbox(Limits.from_config(cfg.verify), require=cfg.verify.require_isolation).close()
+        except SandboxUnavailable as exc:
+            print(f"synthgen: {exc}", file=sys.stderr)
+            return EXIT_FAILURE
+    if not getattr(args, "debug", False):
+        # A failed bundle is logged by Beam with its traceback before the run raises; the
+        # user gets the one-line summary below (--debug shows everything).
+        logging.getLogger("apache_beam.runners.common").setLevel(logging.CRITICAL)
     from pipeline.run import OutputError, run
 
     try:

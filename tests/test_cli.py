@@ -118,3 +118,53 @@ def test_unreachable_teacher_rejects_seeds_instead_of_crashing(tmp_path):
     rejected = pd.read_parquet(out / "rejected")
     assert len(rejected) == 4 and set(rejected["reason"]) == {"teacher_error"}
     assert rejected["detail"].str.contains("APIConnectionError").all()
+
+
+def test_sandbox_probe_reports_the_level_it_would_use():
+    proc = synthgen("sandbox", "probe", "--json")
+    assert proc.returncode == 0, proc.stderr
+    facts = json.loads(proc.stdout)
+    assert facts["level"] in facts["levels"]
+    assert {"root", "unshare", "bwrap", "interpreter"} <= facts.keys()
+    text = synthgen("sandbox", "probe")
+    assert (
+        text.returncode == 0
+        and f"level used (canary pair passed):          {facts['level']}" in (text.stdout)
+    )
+
+
+def test_check_code_exits_zero_only_for_pass(tmp_path):
+    (tmp_path / "good.py").write_text("def add(a, b):\n    return a + b\n")
+    (tmp_path / "bad.py").write_text(
+        "import sys\n\ndef add(a, b):\n    print('oops', file=sys.stderr)\n    return a - b\n"
+    )
+    (tmp_path / "tests.py").write_text(
+        "from solution import add\n\ndef test_add():\n    assert add(2, 3) == 5\n"
+    )
+    good = synthgen("check-code", str(tmp_path / "good.py"), str(tmp_path / "tests.py"), "--json")
+    assert good.returncode == 0, good.stderr
+    result = json.loads(good.stdout)
+    assert result["verdict"] == "PASS" and result["judge_mode"] == "pipe"
+    assert {"isolation_level", "duration_s"} <= result.keys()
+    bad = synthgen("check-code", str(tmp_path / "bad.py"), str(tmp_path / "tests.py"))
+    assert bad.returncode == 1
+    assert bad.stdout.startswith("FAIL_TESTS") and "stderr: oops" in bad.stdout
+    missing = synthgen("check-code", str(tmp_path / "nope.py"), str(tmp_path / "tests.py"))
+    assert_one_line_error(missing, 2, "cannot read")
+
+
+def test_a_run_below_the_required_isolation_stops_with_one_line(tmp_path):
+    """Without unshare and bwrap on PATH no namespace level is possible here."""
+    out = tmp_path / "out"
+    proc = synthgen(
+        "run",
+        "examples/quickstart.yaml",
+        "--output",
+        str(out),
+        *SMALL,
+        "--set",
+        "verify.require_isolation=namespaces",
+        env={"PATH": str(tmp_path)},
+    )
+    assert_one_line_error(proc, 1, "no sandbox isolation level at or above 'namespaces'")
+    assert not out.exists() or not any(p for p in out.iterdir() if not p.name.startswith(".tmp-"))
