@@ -531,19 +531,21 @@ def _prepare(root, request):
 
 def _sweep(uids, me):
     """Kill every process of the check's uids and every descendant left; reap them all."""
-    for uid in uids:
-        if uid < 0:
-            continue
+    uids = [uid for uid in uids if uid >= 0]
+    if uids:
         pid = os.fork()
         if pid == 0:
             try:
-                os.setresgid(uid, uid, uid)
-                os.setresuid(uid, uid, uid)
-                for _ in range(50):
-                    try:
-                        os.kill(-1, signal.SIGKILL)  # every process of this uid but this one
-                    except ProcessLookupError:
-                        break
+                for uid in uids:
+                    # Real and effective uid = the check's, so kill(-1) reaches exactly that
+                    # uid's processes; the saved uid 0 lets this process switch to the next.
+                    os.setresuid(uid, uid, 0)
+                    for _ in range(50):
+                        try:
+                            os.kill(-1, signal.SIGKILL)  # every process of this uid but this one
+                        except ProcessLookupError:
+                            break
+                    os.setresuid(0, 0, 0)
             finally:
                 _exit(0)
         os.waitpid(pid, 0)
