@@ -17,13 +17,15 @@ must PASS, a known-bad one must FAIL_TESTS). Each check is one fork of the zygot
 costs a few forks, not an interpreter start-up. Isolation levels, weakest first:
 
 ``process``         separate processes, new sessions, rlimits (address space, CPU, file size,
-                    open files, no core dumps), empty environment, fresh directory, the process
-                    groups killed at the end, and every leftover descendant (the check's runner
-                    is a child subreaper, so a ``setsid`` daemon is re-parented to it) killed.
+                    open files, no core dumps), no sockets (seccomp), empty environment, fresh
+                    directory, the process groups killed at the end, and every leftover
+                    descendant (the check's runner is a child subreaper, so a ``setsid``
+                    daemon is re-parented to it) killed.
 ``process+uid``     plus two unprivileged uids of its own per concurrent check (solution and
                     tests), a sweep that kills every process of those uids at the end,
-                    ``RLIMIT_NPROC``, a private tmpfs on /tmp, /var/tmp, /dev/shm per check,
-                    and a tests directory the solution cannot read. Needs root.
+                    ``RLIMIT_NPROC``, a tests directory the solution cannot read and, where a
+                    mount namespace is allowed, a read-only filesystem with a private tmpfs
+                    on /tmp, /var/tmp, /dev/shm per check. Needs root.
 ``namespaces``      ``process`` inside bubblewrap (``bwrap --unshare-all``: no network, own PID
                     space, read-only root, private /tmp) for workers that are not root.
 ``namespaces+uid``  ``process+uid`` inside ``unshare``'s own PID, network, IPC, UTS and mount
@@ -32,7 +34,9 @@ costs a few forks, not an interpreter start-up. Isolation levels, weakest first:
 Judging (``judge_mode``): ``pipe`` runs the solution in a process of its own and lets the
 tests call it across a pipe with plain data only; ``in_process`` (the fallback when a test
 needs the candidate's own objects: generators, classes, mutated arguments) imports the solution
-into the tests process, where a PASS by code carrying a forgery red flag is ``SUSPICIOUS``.
+into the tests process under a guard: reaching for frames, ``gc``, ``ctypes`` or code objects
+ends the check as ``SUSPICIOUS``, asserts compare on plain data, and a PASS by code carrying
+a forgery red flag is ``SUSPICIOUS`` too. In both modes at least one ``assert`` must run.
 ``audit_flags`` are static red flags of the solution (``os._exit``, frame walking, ``gc``,
 ``ctypes``, ``/proc/``, ``atexit``, ``signal``, ``builtins`` patching, sockets, ...).
 
@@ -59,7 +63,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pipeline import records
-from pipeline.sandbox_harness import recv_msg, send_msg
+from pipeline.sandbox_harness import SUSPICIOUS_EXIT, recv_msg, send_msg
 
 ISOLATION_PROCESS = "process"
 ISOLATION_PROCESS_UID = "process+uid"
@@ -71,7 +75,8 @@ JUDGE_PIPE, JUDGE_IN_PROCESS = "pipe", "in_process"
 DETAIL_CHARS = 500
 OPEN_FILES = 64
 MAX_SLOTS = 512  # concurrent checks per worker process (two uids each)
-UID_BASE = 1_000_000  # check uids: UID_BASE + pid * 2 * MAX_SLOTS + ...; unused by real users
+UID_BASE = 1_000_000  # check uids start here (unused by real users); see check_uid_range
+_UID_BLOCKS = 2_000_000
 _HARNESS_FILE = Path(__file__).with_name("sandbox_harness.py")
 _CHILD_FLAGS = ("-s", "-S", "-B", "-X", "utf8")
 _CHILD_ENV = {"PYTHONHASHSEED": "0"}  # -I would randomise set order, hence some verdicts
@@ -87,7 +92,7 @@ _REPLY_MARGIN_S = 15.0
 
 # The good canary also proves that a check can import the standard library (an interpreter
 # under /root is unreadable to the check's uids) and runs the worker's Python version.
-CANARY_SOLUTION = "import fractions\n\n\ndef add(a, b):\n    return a + b\n"
+CANARY_SOLUTION = "import colorsys\n\n\ndef add(a, b):\n    return a + b\n"  # not pre-imported
 CANARY_BAD_SOLUTION = "def add(a, b):\n    return a - b\n"
 CANARY_TESTS = f"""\
 import sys
@@ -218,9 +223,14 @@ class _Slots:
         return base, base + 1
 
 
+_UID_SALT = secrets.randbelow(_UID_BLOCKS)
+
+
 def check_uid_range() -> range:
-    """The uids this worker process gives its checks."""
-    base = UID_BASE + (os.getpid() % 2_000_000) * 2 * MAX_SLOTS
+    """The uids this worker process gives its checks: a block chosen by pid and a random salt,
+    so workers in sibling PID namespaces (containers, with equal pids) do not share uids."""
+    block = (os.getpid() * 7919 + _UID_SALT) % _UID_BLOCKS
+    base = UID_BASE + block * 2 * MAX_SLOTS
     return range(base, base + 2 * MAX_SLOTS)
 
 
@@ -497,6 +507,9 @@ def tests_verdict(reply: dict, limits: Limits) -> tuple[str, str, int, int]:
     if reply["forged_report"]:
         return records.SUSPICIOUS, "a report without the nonce reached the judge", 0, 0
     report, statuses = reply["parsed_report"], reply["statuses"]
+    if statuses[0] == SUSPICIOUS_EXIT and report is None:
+        detail = "judged in-process, the candidate reached for the judge's frames or memory"
+        return records.SUSPICIOUS, detail, 0, 0
     if report is None:
         verdict, detail = _exit_verdict(statuses[0], reply["stderr"])
         if verdict == records.PASS:  # exit 0 without a report: an early exit

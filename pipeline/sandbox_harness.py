@@ -8,13 +8,15 @@ module. It uses the standard library only.
 Zygote: reads requests from its control socket; each carries one socket of its own (SCM_RIGHTS).
 Per request it forks a *runner*, which owns one check:
 
-1. a private mount namespace with fresh tmpfs on /tmp, /var/tmp and /dev/shm (root only), so
-   nothing a check writes outside its directory outlives it or reaches another check;
+1. a private mount namespace (root only) in which every mount is read-only and /tmp,
+   /var/tmp and /dev/shm are fresh tmpfs, so nothing a check writes outside its directory
+   outlives it or reaches the host or another check;
 2. the work directory: ``sol/`` (the candidate's ``solution.py``) and ``tests/`` (the tests),
    each owned by its own unprivileged uid when the level gives uids, mode 0700 — the candidate
    cannot read the tests;
 3. the children, each in a new session with rlimits (address space, CPU, file size, open
-   files, processes, no core) and, when root, a uid of their own:
+   files, processes, no core), a seccomp filter that refuses ``socket()`` (no network, no
+   Unix sockets, at every level) and, when root, a uid of their own:
    - ``pipe`` judging: the *solution process* imports ``solution.py`` and serves calls; the
      *tests process* imports the tests against a proxy module ``solution`` that forwards every
      call across a pipe. Only plain data crosses (``marshal`` of None, bool, int, float,
@@ -23,11 +25,15 @@ Per request it forks a *runner*, which owns one check:
      exits can report success. A value that is not plain data, a call that mutates its
      arguments or a name that is not a function or plain value makes the proxy ask for
      ``in_process`` judging instead (``fallback`` in the report);
-   - ``in_process`` judging: one tests process imports the real ``solution.py``;
+   - ``in_process`` judging: one tests process imports the real ``solution.py``, under an
+     audit-hook guard (``_install_guard``): any reach for frames, ``gc``, ``ctypes``, code
+     objects or process memory ends it with ``SUSPICIOUS_EXIT``;
    - ``program``: one process runs ``program.py`` as ``__main__`` (math).
-   The tests process reports on a pipe of its own, each line prefixed by a nonce from the
-   worker; asserts executed in the tests are counted (the tests are compiled with a counter
-   after every ``assert``);
+   The tests process reports on a pipe of its own, prefixed by a nonce from the worker; the
+   tests are compiled with every ``assert`` counted and its comparison decided on plain data
+   (``_strict_check``: an object whose ``__eq__`` or ``__bool__`` always says yes compares
+   as unequal to any data); harness functions are bound as default arguments before
+   candidate code runs, so patching this module's globals changes nothing;
 4. when the tests process exits (or the deadline passes): SIGKILL to every process group, then
    a sweep: every process of the check's uids is killed (``kill(-1)`` as that uid), and every
    descendant left (the runner is a child subreaper, so escaped daemons are re-parented to
@@ -39,7 +45,12 @@ Messages are ``marshal`` of plain data, framed by an 8-byte length.
 
 import ast
 import builtins
+import collections
 import ctypes
+import datetime
+import decimal
+import enum
+import fractions
 import marshal
 import os
 import resource
@@ -51,6 +62,11 @@ import struct
 import sys
 import tempfile
 import time
+import typing
+
+# Common modules of candidate code, imported once here rather than in every check.
+for _name in ("bisect", "functools", "heapq", "itertools", "math", "random", "re", "string"):
+    __import__(_name)
 
 _write = os.write
 _exit = os._exit
@@ -69,10 +85,18 @@ DETAIL_CHARS = 400
 CANDIDATE_FILES = ("solution.py", "test_solution.py", "program.py")
 TESTS_MODULE = "test_solution"
 ASSERT_HIT = "__synthgen_assert_hit__"
+STRICT_CMP = "__synthgen_cmp__"
+STRICT_TRUTH = "__synthgen_truth__"
+SUSPICIOUS_EXIT = 113  # the in-process guard saw introspection that could forge a verdict
 
 _PR_SET_CHILD_SUBREAPER = 36
 _CLONE_NEWNS = 0x00020000
-_MS_REC, _MS_PRIVATE = 0x4000, 1 << 18
+_MS_RDONLY, _MS_REMOUNT, _MS_BIND, _MS_REC, _MS_PRIVATE = 1, 32, 4096, 0x4000, 1 << 18
+_NR_MOUNT_SETATTR, _AT_FDCWD, _AT_RECURSIVE, _MOUNT_ATTR_RDONLY = 442, -100, 0x8000, 1
+# seccomp: socket() refused (EACCES) for the native ABI; any other ABI (x32, 32-bit compat
+# calls from a 64-bit process) refused entirely. {machine: (AUDIT_ARCH, __NR_socket)}
+_SECCOMP_ARCH = {"x86_64": (0xC000003E, 41), "aarch64": (0xC00000B7, 198)}
+_PR_SET_NO_NEW_PRIVS, _PR_SET_SECCOMP, _SECCOMP_MODE_FILTER = 38, 22, 2
 
 
 def _generator():
@@ -91,6 +115,39 @@ def _lazy_types():
 
 
 _LAZY = _lazy_types()
+# Pre-imported, so the module-level namedtuples etc. of common modules exist before the guard.
+_TRUSTED_TYPES = frozenset(
+    {
+        fractions.Fraction,
+        decimal.Decimal,
+        collections.deque,
+        collections.Counter,
+        collections.OrderedDict,
+        collections.defaultdict,
+        datetime.date,
+        datetime.datetime,
+        datetime.time,
+        datetime.timedelta,
+    }
+)
+_COLLECTIONS_FILE, _TYPING_FILE, _ENUM_FILE = collections.__file__, typing.__file__, enum.__file__
+_GUARDED_EVENTS = frozenset(
+    {
+        "sys._getframe",
+        "sys._current_frames",
+        "sys.settrace",
+        "sys.setprofile",
+        "sys.addaudithook",
+        "gc.get_objects",
+        "gc.get_referrers",
+        "gc.get_referents",
+        "object.__getattr__",  # tb_frame, gi_frame, cr_frame, __code__, __defaults__, ...
+        "object.__setattr__",  # __code__ swaps
+        "object.__delattr__",
+        "code.__new__",
+        "function.__new__",
+    }
+)
 
 
 # ------------------------------------------------------------------ framing
@@ -193,20 +250,27 @@ def _source_line(filename, lineno):
     return ""
 
 
-def _describe(exc, with_type=True):
+def _where(tb):
+    """(file, line) of the innermost traceback entry in a candidate file, or None. Touches
+    only built-in attributes (no candidate code runs), so the guard may be paused for it."""
+    where = None
+    while tb is not None:
+        filename = os.path.basename(tb.tb_frame.f_code.co_filename)
+        if filename in CANDIDATE_FILES:
+            where = (filename, tb.tb_lineno)
+        tb = tb.tb_next
+    return where
+
+
+def _describe(exc, with_type=True, quiet=None):
     try:
         text = f"{type(exc).__name__}: {exc}" if with_type else str(exc)
         text = text.strip().rstrip(":")
     except BaseException:  # noqa: BLE001 - an exception whose __str__ fails
         text = type(exc).__name__
     try:
-        where = None
         tb = exc.__traceback__
-        while tb is not None:
-            filename = os.path.basename(tb.tb_frame.f_code.co_filename)
-            if filename in CANDIDATE_FILES:
-                where = (filename, tb.tb_lineno)
-            tb = tb.tb_next
+        where = quiet(_where, tb) if quiet else _where(tb)
         if where:
             text += f" at {where[0]}:{where[1]}"
             line = _source_line(*where)
@@ -332,45 +396,150 @@ def _serve_solution(from_tests, to_tests):
         _fd_send(to_tests, answer)
 
 
-class _CountAsserts(ast.NodeTransformer):
+_STRICT_OPS = {
+    ast.Eq: lambda a, b: a == b,
+    ast.NotEq: lambda a, b: a != b,
+    ast.Lt: lambda a, b: a < b,
+    ast.LtE: lambda a, b: a <= b,
+    ast.Gt: lambda a, b: a > b,
+    ast.GtE: lambda a, b: a >= b,
+    ast.In: lambda a, b: a in b,
+    ast.NotIn: lambda a, b: a not in b,
+}
+_NEGATIVE_OPS = (ast.NotEq, ast.NotIn)
+_NOT_PLAIN = object()
+
+
+def _to_plain(value, depth=0):
+    """``value`` rebuilt from exact builtin types through the builtin types' own C methods (a
+    subclass's overrides are never called), or ``_NOT_PLAIN``."""
+    kind = type(value)
+    if kind in _PLAIN_SCALARS:
+        return value
+    if depth > _PLAIN_DEPTH:
+        return _NOT_PLAIN
+    for base, rebuild in _REBUILD:
+        if isinstance(value, base):
+            return rebuild(value, depth + 1)
+    return _NOT_PLAIN
+
+
+def _rebuild_items(items, depth, make):
+    out = [_to_plain(v, depth) for v in items]
+    return _NOT_PLAIN if any(v is _NOT_PLAIN for v in out) else make(out)
+
+
+def _rebuild_dict(value, depth):
+    pairs = [(_to_plain(k, depth), _to_plain(v, depth)) for k, v in dict.items(value)]
+    if any(k is _NOT_PLAIN or v is _NOT_PLAIN for k, v in pairs):
+        return _NOT_PLAIN
+    return dict(pairs)
+
+
+_REBUILD = (
+    (bool, lambda v, d: bool(int.__index__(v))),
+    (int, lambda v, d: int.__index__(v)),
+    (float, lambda v, d: float.__float__(v)),
+    (complex, lambda v, d: complex(complex.__getattribute__(v, "real"), v.imag)),
+    (str, lambda v, d: str.__str__(v)),
+    (bytes, lambda v, d: bytes.__getitem__(v, slice(None))),
+    (tuple, lambda v, d: _rebuild_items(tuple.__iter__(v), d, tuple)),
+    (list, lambda v, d: _rebuild_items(list.__iter__(v), d, list)),
+    (frozenset, lambda v, d: _rebuild_items(frozenset.__iter__(v), d, frozenset)),
+    (set, lambda v, d: _rebuild_items(set.__iter__(v), d, set)),
+    (dict, _rebuild_dict),
+)
+
+
+def _strict_check(trusted):
+    """The functions rewritten asserts call: a comparison with plain data on one side is
+    decided on plain data, so a candidate object whose ``__eq__`` (or ``__bool__``) always
+    says yes cannot satisfy it; ``trusted`` standard-library types compare as themselves."""
+
+    def comparable(value):
+        if type(value) in trusted:
+            return value
+        return _to_plain(value)
+
+    def compare(op, left, right):
+        a, b = comparable(left), comparable(right)
+        if a is _NOT_PLAIN and b is _NOT_PLAIN:
+            return _STRICT_OPS[op](left, right)  # neither side is data: the tests' own objects
+        if a is _NOT_PLAIN or b is _NOT_PLAIN:
+            return op in _NEGATIVE_OPS  # an opaque object is not equal to, nor in, any data
+        return _STRICT_OPS[op](a, b)
+
+    def truth(value):
+        plain = comparable(value)
+        return False if plain is _NOT_PLAIN else bool(plain)
+
+    return compare, truth
+
+
+class _RewriteAsserts(ast.NodeTransformer):
+    """``assert x OP y`` -> ``assert __synthgen_cmp__(OP, x, y)``; ``assert x`` ->
+    ``assert __synthgen_truth__(x)``; each assert followed by a count of its execution."""
+
+    def __init__(self):
+        self.ops = []
+
     def visit_Assert(self, node):
+        test = node.test
+        compare = isinstance(test, ast.Compare) and len(test.ops) == 1
+        if compare and type(test.ops[0]) in _STRICT_OPS:
+            self.ops.append(type(test.ops[0]))
+            op = ast.Constant(len(self.ops) - 1)
+            args = [op, test.left, test.comparators[0]]
+            node.test = ast.Call(ast.Name(STRICT_CMP, ast.Load()), args, [])
+        elif not isinstance(test, ast.Compare):  # chained comparisons give a plain bool
+            node.test = ast.Call(ast.Name(STRICT_TRUTH, ast.Load()), [test], [])
         hit = ast.Expr(ast.Call(ast.Name(ASSERT_HIT, ast.Load()), [], []))
         return [node, ast.copy_location(hit, node)]
 
 
-def _load_tests(report):
+def _load_tests(counter, trusted):
+    """The tests module, executed with rewritten asserts. It is not put in ``sys.modules``, so
+    candidate code cannot find its functions there."""
     with open(TESTS_MODULE + ".py", encoding="utf-8", errors="surrogateescape") as f:
         source = f.read()
-    tree = _CountAsserts().visit(ast.parse(source, TESTS_MODULE + ".py"))
+    rewriter = _RewriteAsserts()
+    tree = rewriter.visit(ast.parse(source, TESTS_MODULE + ".py"))
     code = compile(ast.fix_missing_locations(tree), TESTS_MODULE + ".py", "exec")
     module = _ModuleType(TESTS_MODULE)
     module.__file__ = TESTS_MODULE + ".py"
+    compare, truth = _strict_check(trusted)
+    ops = tuple(rewriter.ops)
 
     def hit():
-        report["asserts"] += 1
+        counter[0] += 1
 
     module.__dict__[ASSERT_HIT] = hit
-    sys.modules[TESTS_MODULE] = module
+    module.__dict__[STRICT_CMP] = lambda index, a, b: compare(ops[index], a, b)
+    module.__dict__[STRICT_TRUTH] = truth
     exec(code, module.__dict__)
     return module
 
 
-def _run_tests(report, pid):
+def _run_tests(report, pid, quiet=None, _getpid=os.getpid, _exit=os._exit):
+    """Import the tests and call every top-level ``test_*`` in order. Harness functions come
+    in as default arguments, bound before any candidate code exists, so patching this
+    module's globals changes nothing here."""
+    counter = [0]
     try:
-        module = _load_tests(report)
+        module = _load_tests(counter, _TRUSTED_TYPES)
     except BaseException as exc:  # noqa: BLE001 - SystemExit at import is a failure too
-        report["error"] = "import: " + _describe(exc)
+        report["error"] = "import: " + _describe(exc, quiet=quiet)
         report["memory"] = isinstance(exc, MemoryError)
         return
     if _getpid() != pid:  # a fork at import time continued into the harness
         _exit(0)
-    tests = [
+    tests = tuple(
         (name, fn)
         for name, fn in list(vars(module).items())
         if name.startswith("test_")
         and isinstance(fn, _FunctionType)
         and fn.__module__ == TESTS_MODULE
-    ]
+    )
     for name, fn in tests:
         report["run"] += 1
         try:
@@ -381,19 +550,62 @@ def _run_tests(report, pid):
             return
         except BaseException as exc:  # noqa: BLE001 - SystemExit in a test is a failure
             if report["error"] is None:
-                report["error"] = f"{name}: {_describe(exc)}"
+                report["error"] = f"{name}: {_describe(exc, quiet=quiet)}"
                 report["memory"] = isinstance(exc, MemoryError)
         else:
             report["passed"] += 1
         if _getpid() != pid:  # a test forked and the child returned into the harness
             _exit(0)
+    report["asserts"] = counter[0]
 
 
-def _tests_child(report_fd, nonce, proxy_fds):
+def _install_guard(_exit=os._exit, _getframe=sys._getframe, _addaudithook=sys.addaudithook):
+    """In-process judging shares a process with the candidate, so every way to reach the
+    harness's frames, objects or memory is watched (PEP 578 audit hooks cannot be removed):
+    frames (``sys._getframe``, ``tb_frame``, ``gi_frame``, ...), ``gc``, ``ctypes``, code
+    swaps, tracing, new audit hooks, ``/proc/*/mem``. The first such event ends the process
+    with ``SUSPICIOUS_EXIT``. The standard library's own frame lookups for a module name
+    (``namedtuple``, ``typing``, ``enum``) are allowed. Returns ``quiet(fn, *args)``, which
+    runs a harness function that only reads built-in attributes with the guard paused."""
+    allowed = {_COLLECTIONS_FILE, _TYPING_FILE, _ENUM_FILE}
+    paused = [False]
+
+    def guard(event, args):
+        if paused[0]:
+            return
+        if event == "open":
+            path = args[0] if isinstance(args[0], str) else ""
+            if not (path.startswith("/proc/") and path.endswith(("/mem", "/maps"))):
+                return
+        elif not (event in _GUARDED_EVENTS or event.startswith("ctypes.")):
+            return
+        if event == "sys._getframe":
+            paused[0] = True
+            try:
+                filename = _getframe(1).f_code.co_filename
+            finally:
+                paused[0] = False
+            if filename in allowed:
+                return
+        _exit(SUSPICIOUS_EXIT)
+
+    def quiet(fn, *args):
+        paused[0] = True
+        try:
+            return fn(*args)
+        finally:
+            paused[0] = False
+
+    _addaudithook(guard)
+    return quiet
+
+
+def _tests_child(report_fd, nonce, proxy_fds, _write=os.write, _getpid=os.getpid, _repr=repr):
     """The tests process: its report (with the nonce) is the only way to a PASS."""
     pid = _getpid()
     report = {"run": 0, "passed": 0, "error": None, "memory": False, "asserts": 0}
     state = {"fallback": None}
+    quiet = None
     if proxy_fds is not None:
         try:
             sys.modules["solution"] = _Proxy(*proxy_fds, state).module()
@@ -403,8 +615,10 @@ def _tests_child(report_fd, nonce, proxy_fds):
             report["error"] = "import: " + _describe(exc)
             report["memory"] = isinstance(exc, MemoryError)
             proxy_fds = "failed"
+    else:
+        quiet = _install_guard()  # the candidate is imported into this process
     if proxy_fds != "failed" and not state["fallback"]:
-        _run_tests(report, pid)
+        _run_tests(report, pid, quiet)
     report["fallback"] = state["fallback"]
     for stream in (sys.stdout, sys.stderr):
         try:
@@ -412,8 +626,10 @@ def _tests_child(report_fd, nonce, proxy_fds):
         except BaseException:  # noqa: BLE001 - the candidate may have replaced or closed it
             pass
     if _getpid() == pid:
-        _write_all(report_fd, nonce + b" " + _repr(report).encode("utf-8", "backslashreplace"))
-    _exit(0)
+        data = nonce + b" " + _repr(report).encode("utf-8", "backslashreplace")
+        while data:
+            data = data[_write(report_fd, data) :]
+    os._exit(0)
 
 
 def _run_program():
@@ -451,6 +667,7 @@ def _spawn(cwd, uid, limits, out_fd, err_fd, keep, body):
         os.chdir(cwd)
         _set_limits(limits)
         _become(uid)
+        _refuse_sockets()
         sys.path.insert(0, cwd)
         sys.stdout = open(1, "w", encoding="utf-8", errors="backslashreplace", closefd=False)
         sys.stderr = open(
@@ -483,6 +700,39 @@ def _spawn(cwd, uid, limits, out_fd, err_fd, keep, body):
     _exit(status & 0xFF)
 
 
+_LIBC = ctypes.CDLL(None, use_errno=True)
+
+
+class _SockFprog(ctypes.Structure):
+    _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
+
+
+def _refuse_sockets(_libc=_LIBC):
+    """No network and no Unix sockets at any level: a seccomp filter makes socket() fail
+    (socketpair, which only connects the process to itself, stays allowed)."""
+    machine = os.uname().machine
+    if machine not in _SECCOMP_ARCH:
+        return
+    arch, nr_socket = _SECCOMP_ARCH[machine]
+    allow, deny = 0x7FFF0000, 0x00050000 | 13  # SECCOMP_RET_ALLOW, SECCOMP_RET_ERRNO|EACCES
+    program = [
+        (0x20, 0, 0, 4),  # A = seccomp_data.arch
+        (0x15, 0, 4, arch),  # other ABI -> deny
+        (0x20, 0, 0, 0),  # A = seccomp_data.nr
+        (0x35, 2, 0, 0x40000000),  # x32 syscall numbers -> deny
+        (0x15, 1, 0, nr_socket),  # socket() -> deny
+        (0x06, 0, 0, allow),
+        (0x06, 0, 0, deny),
+    ]
+    code = b"".join(struct.pack("HBBI", *insn) for insn in program)
+    buf = ctypes.create_string_buffer(code)
+    prog = _SockFprog(len(program), ctypes.cast(buf, ctypes.c_void_p))
+    if _libc.prctl(_PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0:
+        raise OSError(ctypes.get_errno(), "PR_SET_NO_NEW_PRIVS")
+    if _libc.prctl(_PR_SET_SECCOMP, _SECCOMP_MODE_FILTER, ctypes.byref(prog), 0, 0) != 0:
+        raise OSError(ctypes.get_errno(), "seccomp filter")
+
+
 def _close_fds(keep):
     low = 3
     for fd in sorted(keep):
@@ -498,11 +748,21 @@ def _libc():
     return ctypes.CDLL(None, use_errno=True)
 
 
+class _MountAttr(ctypes.Structure):
+    _fields_ = [(name, ctypes.c_uint64) for name in ("set", "clr", "propagation", "userns")]
+
+
 def _private_tmp(libc, size_mb):
-    """A mount namespace of this check's own with empty tmpfs on the shared writable dirs."""
+    """A mount namespace of this check's own: every mount read-only (mount_setattr with
+    AT_RECURSIVE, Linux >= 5.12; on older kernels only the root mount), then empty tmpfs on
+    the shared writable dirs, so nothing a check writes outside them reaches the host."""
     if libc.unshare(_CLONE_NEWNS) != 0:
         return False
     libc.mount(b"none", b"/", None, _MS_REC | _MS_PRIVATE, None)
+    attr = _MountAttr(_MOUNT_ATTR_RDONLY, 0, 0, 0)
+    flags = _AT_RECURSIVE
+    if libc.syscall(_NR_MOUNT_SETATTR, _AT_FDCWD, b"/", flags, ctypes.byref(attr), 32) != 0:
+        libc.mount(b"none", b"/", None, _MS_REMOUNT | _MS_BIND | _MS_RDONLY, None)
     for path in (b"/tmp", b"/var/tmp", b"/dev/shm"):
         if os.path.isdir(path):
             libc.mount(b"tmpfs", path, b"tmpfs", 0, f"size={size_mb}m,mode=1777".encode())
@@ -756,6 +1016,9 @@ def _runner(conn, libc):
 
 def zygote(control_fd):
     libc = _libc()
+    # Runners, and orphans re-parented to the zygote (PID 1 of its namespace), are reaped as
+    # they exit, not at the next request: a zombie still counts against its uid's NPROC.
+    signal.signal(signal.SIGCHLD, lambda *_: _reap())
     control = socket.socket(fileno=control_fd)
     send_msg(control, {"ready": True, "pid": _getpid(), "uid": os.getuid()})
     while True:
@@ -767,6 +1030,7 @@ def zygote(control_fd):
             break  # the worker is gone: exit, and the namespace's processes with us
         pid = os.fork()
         if pid == 0:
+            signal.signal(signal.SIGCHLD, signal.SIG_DFL)  # the runner waits for its own
             control.close()
             _runner(socket.socket(fileno=fds[0]), libc)
         os.close(fds[0])

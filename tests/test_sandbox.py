@@ -257,10 +257,41 @@ def add(a, b):
 
 
 def test_an_always_equal_object_never_reaches_the_tests_as_a_pass(sandbox):
+    """Not plain data, so judged in-process, where asserts compare on plain data."""
     result = sandbox.run_tests(ALWAYS_EQUAL, ADD_TESTS)
     assert result["judge_mode"] == JUDGE_IN_PROCESS
-    assert result["verdict"] == records.SUSPICIOUS
+    assert result["verdict"] == records.FAIL_TESTS
     assert "eq_override" in result["audit_flags"]
+
+
+@pytest.mark.parametrize(
+    "trick",
+    [
+        "import sys\nsys._getframe(1)",
+        "import gc\ngc.get_objects()",
+        "try:\n    raise ValueError\nexcept ValueError as e:\n    e.__traceback__.tb_frame",
+        "import ctypes\nctypes.string_at(id(1), 8)",
+        "add.__code__ = (lambda a, b: 5).__code__",
+    ],
+    ids=["getframe", "gc", "tb-frame", "ctypes", "code-swap"],
+)
+def test_in_process_introspection_is_suspicious(sandbox, trick):
+    """A class instance sends the check in-process; there any reach for frames, objects or
+    memory ends it as SUSPICIOUS, however the source is written."""
+    body = "\n    ".join(trick.splitlines())
+    solution = f"class Box:\n    pass\n\n\ndef add(a, b):\n    {body}\n    return Box()\n"
+    result = sandbox.run_tests(solution, ADD_TESTS)
+    assert (result["verdict"], result["judge_mode"]) == (records.SUSPICIOUS, JUDGE_IN_PROCESS)
+
+
+def test_namedtuples_are_not_suspicious_in_process(sandbox):
+    solution = (
+        "from collections import namedtuple\n\n"
+        "def add(a, b):\n    Pair = namedtuple('Pair', 'x y')\n    return Pair(a + b, 0)[0:1]\n"
+    )
+    tests = "from solution import add\n\ndef test_add():\n    assert add(2, 3) == (5,)\n"
+    result = sandbox.run_tests(solution, tests)
+    assert result["verdict"] == records.PASS, result
 
 
 @pytest.mark.parametrize(
@@ -498,7 +529,7 @@ def test_checks_run_as_uids_of_their_own_that_cannot_write_outside(sandbox):
     target = Path(__file__).with_name(f".escaped-{os.getpid()}")  # outside /tmp: the host's
     result = sandbox.run_program(f"open({str(target)!r}, 'w').write('x')\n")
     assert result["verdict"] == records.FAIL_CRASH
-    assert "PermissionError" in result["detail"]
+    assert "PermissionError" in result["detail"] or "Read-only file system" in result["detail"]
     assert not target.exists()
     assert int(sandbox.run_program("import os\nprint(os.getuid())\n")["stdout_last_line"]) >= (
         UID_BASE
