@@ -36,6 +36,7 @@ import hashlib
 import json
 import math
 import random
+import signal
 import socket
 import sys
 import threading
@@ -598,6 +599,9 @@ def serve_from_args(args: argparse.Namespace) -> int:
         "and tests, not a language model (Ctrl-C to stop)",
         flush=True,
     )
+    # Ctrl-C stops the server even when started from a shell that ignores SIGINT for
+    # background jobs (the ignored disposition would be inherited).
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         threading.Event().wait()
     except KeyboardInterrupt:
