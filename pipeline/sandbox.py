@@ -364,7 +364,13 @@ class Sandbox:
         try:
             hello = recv_msg(ours)
         except (OSError, EOFError, ValueError) as exc:
-            err = self._zygote.stderr.read(2000).decode(errors="replace").strip() if exc else ""
+            ours.close()  # it may be hung rather than dead: stderr must reach EOF
+            self._control = None
+            try:
+                os.killpg(self._zygote.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            err = self._zygote.stderr.read(2000).decode(errors="replace").strip()
             return f"the zygote did not start: {err or exc}"
         ours.settimeout(None)
         self._zygote.stderr.close()
