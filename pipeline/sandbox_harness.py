@@ -71,7 +71,6 @@ for _name in ("bisect", "functools", "heapq", "itertools", "math", "random", "re
 _write = os.write
 _exit = os._exit
 _getpid = os.getpid
-_repr = repr
 _FunctionType = type(lambda: None)
 _ModuleType = type(sys)
 _LEN = struct.Struct("!Q")
@@ -744,10 +743,6 @@ def _close_fds(keep):
 # ------------------------------------------------------------------ runner
 
 
-def _libc():
-    return ctypes.CDLL(None, use_errno=True)
-
-
 class _MountAttr(ctypes.Structure):
     _fields_ = [(name, ctypes.c_uint64) for name in ("set", "clr", "propagation", "userns")]
 
@@ -1015,7 +1010,7 @@ def _runner(conn, libc):
 
 
 def zygote(control_fd):
-    libc = _libc()
+    libc = _LIBC
     # Runners, and orphans re-parented to the zygote (PID 1 of its namespace), are reaped as
     # they exit, not at the next request: a zombie still counts against its uid's NPROC.
     signal.signal(signal.SIGCHLD, lambda *_: _reap())
