@@ -8,7 +8,8 @@ means the lexicographically smallest ``id``; record ids are assumed unique.
    (``GroupByExactKey``); in each group the smallest id survives and the others are dropped
    as ``exact_duplicate`` with ``detail`` = the survivor's id.
 2. Near: every exact survivor gets a MinHash ``signature`` of its word ``shingles``
-   (datasketch, ``num_perm`` permutations, seed 1), cut into LSH bands
+   (``pipeline.minhash``: datasketch's values with synthgen's documented shingle hash,
+   ``num_perm`` permutations, seed 1), cut into LSH bands
    (``lsh_params``: datasketch's own optimum for ``threshold``, weighted for recall by
    ``RECALL_WEIGHTS``). Records are grouped by band
    key (``GroupByBand``); in each bucket every member is paired with the bucket's smallest id
@@ -51,8 +52,6 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import sys
-import unicodedata
 from collections.abc import Iterable
 
 import apache_beam as beam
@@ -60,24 +59,11 @@ import numpy as np
 
 from pipeline import records
 from pipeline.config import DedupConfig
+from pipeline.minhash import normalize_text, signature_of
 
 # Signatures travel between workers as little-endian uint32 bytes. datasketch's default scheme
 # (affine32, 2.x) and its legacy scheme (1.x) both produce values below 2**32.
 _SIG_DTYPE = np.dtype("<u4")
-
-
-@functools.cache
-def _punctuation_table() -> dict[int, str]:
-    """Every Unicode punctuation character (categories P*) mapped to a space."""
-    return {
-        cp: " " for cp in range(sys.maxunicode + 1) if unicodedata.category(chr(cp)).startswith("P")
-    }
-
-
-def normalize_text(text: str) -> str:
-    """NFKC, lowercase, punctuation replaced by spaces, whitespace collapsed."""
-    text = unicodedata.normalize("NFKC", text).lower()
-    return " ".join(text.translate(_punctuation_table()).split())
 
 
 def exact_key(text: str) -> str:
@@ -93,19 +79,11 @@ def shingles(text: str, n: int) -> set[bytes]:
     return {" ".join(words[i : i + n]).encode() for i in range(len(words) - n + 1)}
 
 
-@functools.cache
-def _empty_minhash(num_perm: int, seed: int):
-    from datasketch import MinHash
-
-    return MinHash(num_perm=num_perm, seed=seed)
-
-
 def signature(text: str, num_perm: int, n: int, seed: int = 1) -> np.ndarray:
-    """MinHash signature (``num_perm`` values) of the text's word n-gram shingles."""
-    # Copying a cached empty MinHash skips regenerating its permutations for every text.
-    minhash = _empty_minhash(num_perm, seed).copy()
-    minhash.update_batch(sorted(shingles(text, n)))
-    return minhash.digest()
+    """MinHash signature (``num_perm`` values) of the text's word n-gram shingles: equal to
+    ``datasketch.MinHash(num_perm, seed, hashfunc=pipeline.minhash.shingle_hash)`` updated
+    with them, computed in one vectorised pass (``pipeline.minhash``)."""
+    return signature_of(text, n=n, num_perm=num_perm, seed=seed)
 
 
 def estimated_jaccard(sig_a: np.ndarray, sig_b: np.ndarray) -> float:

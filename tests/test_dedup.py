@@ -23,6 +23,7 @@ from pipeline.dedup import (
     shingles,
     signature,
 )
+from pipeline.minhash import shingle_hash
 
 VOCAB = [f"w{i}" for i in range(5000)]
 # Pipeline tests use a config whose S-curve leaves a wide margin at the planted similarities
@@ -109,7 +110,7 @@ def test_signature_is_deterministic_and_datasketch_compatible():
     sig = signature(text, 128, 5)
     assert sig.shape == (128,)
     np.testing.assert_array_equal(sig, signature(text, 128, 5))
-    reference = MinHash(num_perm=128, seed=1)
+    reference = MinHash(num_perm=128, seed=1, hashfunc=shingle_hash)
     reference.update_batch(list(shingles(text, 5)))
     np.testing.assert_array_equal(sig, reference.digest())
     assert not np.array_equal(sig, signature(text, 128, 5, seed=2))
