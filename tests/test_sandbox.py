@@ -526,11 +526,20 @@ def test_worker_packages_are_not_importable(sandbox):
 def test_checks_run_as_uids_of_their_own_that_cannot_write_outside(sandbox):
     if not sandbox.isolation_level.endswith("+uid"):
         pytest.skip(f"{sandbox.isolation_level}: no uid per check")
-    target = Path(__file__).with_name(f".escaped-{os.getpid()}")  # outside /tmp: the host's
-    result = sandbox.run_program(f"open({str(target)!r}, 'w').write('x')\n")
+    # A world-writable host directory outside /tmp, /var/tmp and /dev/shm (those are private
+    # per check): only the read-only mounts (or, without them, nothing) keep the file out.
+    host_dir = Path("/var/lib") / f"synthgen-escape-{os.getpid()}"
+    host_dir.mkdir(mode=0o777)
+    host_dir.chmod(0o777)
+    target = host_dir / "escaped.txt"
+    try:
+        result = sandbox.run_program(f"open({str(target)!r}, 'w').write('x')\n")
+        assert not target.exists()
+    finally:
+        target.unlink(missing_ok=True)
+        host_dir.rmdir()
     assert result["verdict"] == records.FAIL_CRASH
-    assert "PermissionError" in result["detail"] or "Read-only file system" in result["detail"]
-    assert not target.exists()
+    assert "Read-only file system" in result["detail"]
     assert int(sandbox.run_program("import os\nprint(os.getuid())\n")["stdout_last_line"]) >= (
         UID_BASE
     )
