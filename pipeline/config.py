@@ -138,6 +138,9 @@ class DedupConfig(_Section):
     threshold: float = Field(0.8, gt=0.0, le=1.0)
     num_perm: int = Field(128, ge=16, le=1024)
     shingle_size: int = Field(5, ge=1, le=32)
+    cc_rounds: int = Field(
+        12, ge=1, le=64, description="large-star / small-star rounds of the distributed clustering"
+    )
 
 
 class DecontamConfig(_Section):

@@ -16,8 +16,8 @@ means the lexicographically smallest ``id``; record ids are assumed unique.
    only (a star, so a bucket of k records costs k - 1 candidates, never k^2) and the pair
    becomes an edge when the Jaccard similarity estimated from the two signatures is at least
    ``threshold`` (this drops LSH false positives; signatures travel with the ids for it).
-   Edges are de-duplicated, then ``connected_components`` (union-find, root = smallest id)
-   maps every id that has an edge to its component's root. Non-root members are dropped as
+   Edges are de-duplicated, then ``ConnectedComponents`` (distributed, below) maps every id
+   that has an edge to its component's root, the smallest id. Non-root members are dropped as
    ``near_duplicate`` with ``detail`` = the root's id.
 
 Every record leaving the stage carries ``dedup_cluster``: the id of the record that survives
@@ -28,17 +28,14 @@ still names the exact match.
 Determinism: every decision is a minimum over ids within a key group, so survivors and edges
 do not depend on bundle splits, element order or the runner.
 
-The one global step. Union-find needs all edges of a component in one place, so the edges
-(pairs of ids; no records, no signatures) are grouped under a single key
-(``GroupEdgesGlobally``) and streamed through union-find on one worker, which holds a parent
-map of the ids that have at least one edge. Its size: each record contributes at most one
-edge per band (``bands`` is 16 at the default threshold 0.8 and 128 permutations), and only
-records with a verified near duplicate contribute any; after de-duplication the edges number
-about the near-duplicate records, not the corpus. At roughly 200 bytes per id in the parent
-map (id strings included), a million near-duplicate records need about 200 MB on that
-worker. The resulting (id -> root) map, over those ids only, is joined back to the records as
-an ``AsDict`` side input, so every worker holds that map too (same order of size). A later
-issue makes this step distributed.
+No global step. Components are found by alternating large-star / small-star rounds over
+keyed PCollections (``ConnectedComponents``): every step is a GroupByKey of one node's
+neighbours, so a worker holds at most one node's neighbour list (the size of that node's
+cluster), never all edges; the rounds are bounded by ``dedup.cc_rounds`` and a final check
+fails the run if they did not converge. The (id -> root) pairs, over ids with an edge only,
+are joined back to the records by id (``JoinRoots``, ``JoinSurvivorRoots``), not broadcast
+as a side input. ``connected_components`` (union-find) is the single-machine reference the
+tests compare against.
 
 Caveats on recall. At the default threshold 0.8 (128 permutations: 16 bands x 8 rows) the
 LSH S-curve catches a pair of true Jaccard 0.8 with probability 0.95 and 0.85 with 0.99, but
@@ -52,7 +49,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 
 import apache_beam as beam
 import numpy as np
@@ -144,6 +141,37 @@ def connected_components(edges: Iterable[tuple[str, str]]) -> dict[str, str]:
                 root_a, root_b = root_b, root_a
             parent[root_b] = root_a
     return {node: find(node) for node in parent}
+
+
+def large_star(node: str, neighbours: Iterable[str]) -> Iterator[tuple[str, str]]:
+    """Large-star (Kiveris et al., 2014): every strictly larger neighbour of ``node`` is linked
+    to the smallest of ``node`` and its neighbours. Undirected edges, both directions."""
+    neighbours = set(neighbours)
+    low = min(neighbours | {node})
+    for other in neighbours:
+        if other > node:
+            yield other, low
+            yield low, other
+
+
+def small_star(node: str, neighbours: Iterable[str]) -> Iterator[tuple[str, str]]:
+    """Small-star: ``node`` and its smaller neighbours are linked to the smallest of them."""
+    group = {other for other in neighbours if other < node} | {node}
+    low = min(group)
+    for other in group:
+        if other != low:
+            yield other, low
+            yield low, other
+
+
+def labels_and_claims(node: str, neighbours: Iterable[str]) -> Iterator[tuple[str, tuple]]:
+    """The node's label (smallest of it and its neighbours) for itself, and as a claim to each
+    neighbour: converged exactly when every node's claims all equal its own label."""
+    neighbours = set(neighbours)
+    root = min(neighbours | {node})
+    yield node, ("self", root)
+    for other in neighbours:
+        yield other, ("claim", root)
 
 
 # ---- Beam wiring ------------------------------------------------------------------------
@@ -238,32 +266,92 @@ def _bucket_edges(bucket, threshold: float):
             yield root_id, member_id
 
 
-def _components(keyed_edges):
-    """(_, all edges) -> (id, root) for every id that has an edge."""
-    _, edges = keyed_edges
-    yield from connected_components(edges).items()
+class ComponentsDidNotConverge(RuntimeError):
+    """Large-star / small-star rounds ended with a label that is not a root."""
 
 
-def _with_final_cluster(record: dict, components: dict) -> dict:
+def _star_round(edges, label: str, op):
+    return (
+        edges
+        | f"GroupNeighbours{label}" >> beam.GroupByKey()
+        | f"{op.__name__.title().replace('_', '')}{label}" >> beam.FlatMapTuple(op)
+    )
+
+
+def _check_converged(item, rounds: int):
+    """(node, tagged labels) -> (node, root) for a non-root node. Labels agree across every
+    edge only when each component is one star around its smallest id; else the run fails."""
+    node, tagged = item
+    root, claims = None, set()
+    for tag, label in tagged:
+        if tag == "self":
+            root = label
+        else:
+            claims.add(label)
+    if claims - {root}:
+        raise ComponentsDidNotConverge(
+            f"connected components did not converge in {rounds} rounds (node {node!r}: label "
+            f"{root!r}, neighbours' labels {sorted(claims)[:3]}); raise dedup.cc_rounds"
+        )
+    if root != node:
+        yield node, root
+
+
+class ConnectedComponents(beam.PTransform):
+    """Undirected edges (a, b) -> (id, root) for every id with an edge that is not a root;
+    root = the smallest id of its component.
+
+    Alternating large-star / small-star rounds over keyed PCollections: each round groups
+    every node's neighbours (a GroupByKey per star), so no worker ever holds more than one
+    node's neighbour list, and the edges shrink towards stars around each component's
+    smallest id. The rounds are unrolled (a batch graph has no loops); once converged a round
+    changes nothing, and a final check that every edge joins two nodes of the same label
+    (true only of stars around each component's smallest id) fails the run otherwise.
+    Practical dedup graphs converge in a handful of rounds (the number grows with the
+    logarithm of the component size); ``dedup.cc_rounds`` bounds them."""
+
+    def __init__(self, rounds: int):
+        super().__init__()
+        self._rounds = rounds
+
+    def expand(self, edges):
+        edges = edges | "BothDirections" >> beam.FlatMapTuple(lambda a, b: [(a, b), (b, a)])
+        for index in range(self._rounds):
+            edges = _star_round(edges, f"Large{index}", large_star)
+            edges = _star_round(edges, f"Small{index}", small_star)
+        return (
+            edges
+            | "GroupFinalNeighbours" >> beam.GroupByKey()
+            | "LabelsAndClaims" >> beam.FlatMapTuple(labels_and_claims)
+            | "GroupLabels" >> beam.GroupByKey()
+            | "CheckConverged" >> beam.FlatMap(_check_converged, self._rounds)
+        )
+
+
+def _with_final_cluster(item):
     """An exact duplicate's cluster follows its survivor into the survivor's near cluster."""
-    cluster = record["dedup_cluster"]
-    return {**record, "dedup_cluster": components.get(cluster, cluster)}
+    _, parts = item
+    roots = parts["root"]
+    for record in parts["record"]:
+        cluster = roots[0] if roots else record["dedup_cluster"]
+        yield {**record, "dedup_cluster": cluster}
 
 
-class _MarkNearDuplicatesFn(beam.DoFn):
-    """Exact survivor -> kept (its own cluster root) or dropped as a near duplicate."""
-
-    def process(self, record, components):
-        root = components.get(record["id"], record["id"])
-        if root == record["id"]:
+def _mark_near_duplicates(item):
+    """(id, {"record": [record], "root": [root] or []}) -> kept, or dropped as a near
+    duplicate of its component's root."""
+    _, parts = item
+    roots = parts["root"]
+    for record in parts["record"]:
+        if not roots:
             _counter(records.KEPT).inc()
-            yield {**record, "dedup_cluster": root}
+            yield {**record, "dedup_cluster": record["id"]}
         else:
             _counter(records.NEAR_DUPLICATE).inc()
             yield beam.pvalue.TaggedOutput(
                 records.DROPPED,
                 records.drop(
-                    record, records.DEDUP, records.NEAR_DUPLICATE, root, dedup_cluster=root
+                    record, records.DEDUP, records.NEAR_DUPLICATE, roots[0], dedup_cluster=roots[0]
                 ),
             )
 
@@ -302,17 +390,22 @@ class Dedup(beam.PTransform):
             | "VerifiedStarEdges" >> beam.FlatMap(_bucket_edges, threshold=self._cfg.threshold)
             | "DistinctEdges" >> beam.Distinct()
         )
-        components = beam.pvalue.AsDict(
-            edges
-            | "KeyEdgesGlobally" >> beam.Map(lambda edge: (None, edge))
-            | "GroupEdgesGlobally" >> beam.GroupByKey()
-            | "ConnectComponents" >> beam.FlatMap(_components)
+        roots = edges | "ConnectComponents" >> ConnectedComponents(self._cfg.cc_rounds)
+        survivors = banded[_SIGNED] | "KeyById" >> beam.Map(lambda r: (r["id"], r))
+        near = (
+            {"record": survivors, "root": roots}
+            | "JoinRoots" >> beam.CoGroupByKey()
+            | "MarkNearDuplicates"
+            >> beam.FlatMap(_mark_near_duplicates).with_outputs(records.DROPPED, main=records.KEPT)
         )
-        near = banded[_SIGNED] | "MarkNearDuplicates" >> beam.ParDo(
-            _MarkNearDuplicatesFn(), components
-        ).with_outputs(records.DROPPED, main=records.KEPT)
-        exact_dropped = exact[records.DROPPED] | "ResolveExactClusters" >> beam.Map(
-            _with_final_cluster, components
+        exact_dropped = (
+            {
+                "record": exact[records.DROPPED]
+                | "KeyBySurvivor" >> beam.Map(lambda r: (r["dedup_cluster"], r)),
+                "root": roots,
+            }
+            | "JoinSurvivorRoots" >> beam.CoGroupByKey()
+            | "ResolveExactClusters" >> beam.FlatMap(_with_final_cluster)
         )
         dropped = (exact_dropped, near[records.DROPPED]) | "FlattenDropped" >> beam.Flatten()
         errors = (keyed[records.ERRORS], banded[records.ERRORS]) | "FlattenErrors" >> beam.Flatten()

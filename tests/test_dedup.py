@@ -13,6 +13,7 @@ from pipeline import records
 from pipeline.config import DedupConfig
 from pipeline.dedup import (
     RECALL_WEIGHTS,
+    ConnectedComponents,
     Dedup,
     band_keys,
     connected_components,
@@ -321,3 +322,38 @@ def test_dedup_disabled_passes_through():
         )
         assert_that(out.dropped, equal_to([]), label="Dropped")
         assert_that(out.errors, equal_to([]), label="Errors")
+
+
+def _run_components(edges, rounds=12):
+    with BeamTestPipeline(options=PipelineOptions(["--runner=FnApiRunner"])) as p:
+        roots = p | beam.Create(edges) | ConnectedComponents(rounds)
+        expected = {k: v for k, v in connected_components(edges).items() if k != v}
+        assert_that(roots, equal_to(sorted(expected.items())))
+
+
+def _random_graph(seed: int, nodes: int, edges: int) -> list[tuple[str, str]]:
+    rng = random.Random(seed)
+    ids = [f"n{rng.randrange(10**6):06d}-{i}" for i in range(nodes)]
+    return [tuple(rng.sample(ids, 2)) for _ in range(edges)]
+
+
+@pytest.mark.parametrize(
+    "edges",
+    [
+        [("b", "a"), ("c", "b"), ("e", "d")],
+        # a 301-node path, edges in random order: the deepest component for its size
+        [(f"id{i:04d}", f"id{i + 1:04d}") for i in random.Random(5).sample(range(300), 300)],
+        [(f"z{i:03d}", "hub") for i in range(200)] + [("a", "z050")],
+        _random_graph(1, 400, 300),
+        _random_graph(2, 100, 400),
+    ],
+    ids=["small", "shuffled-chain", "hub", "sparse-random", "dense-random"],
+)
+def test_distributed_components_equal_union_find(edges):
+    _run_components(edges)
+
+
+def test_components_that_do_not_converge_fail_the_run():
+    chain = [(f"id{i:04d}", f"id{i + 1:04d}") for i in range(0, 300)][::-1]
+    with pytest.raises(Exception, match="did not converge in 1 rounds"):
+        _run_components(chain, rounds=1)
