@@ -8,6 +8,7 @@ environment variable that holds it.
 
 from __future__ import annotations
 
+import glob
 import os
 from pathlib import Path
 from typing import Literal
@@ -141,6 +142,21 @@ class DedupConfig(_Section):
     cc_rounds: int = Field(
         12, ge=1, le=64, description="large-star / small-star rounds of the distributed clustering"
     )
+    solution: bool = Field(
+        False, description="also link problems whose reference solutions are near duplicates"
+    )
+    against: tuple[str, ...] = Field(
+        (), description="earlier synthgen outputs (directories) or JSONL/Parquet files / globs"
+    )
+    against_field: str = Field("text", description="text field of `against` files")
+
+    @field_validator("against")
+    @classmethod
+    def _against_exists(cls, v):
+        for spec in v:
+            if "://" not in spec and not glob.glob(spec):
+                raise ValueError(f"'{spec}' matches no file or directory")
+        return v
 
 
 class DecontamConfig(_Section):

@@ -20,6 +20,17 @@ means the lexicographically smallest ``id``; record ids are assumed unique.
    that has an edge to its component's root, the smallest id. Non-root members are dropped as
    ``near_duplicate`` with ``detail`` = the root's id.
 
+3. Against earlier corpora (``dedup.against``: synthgen output directories, or JSONL/Parquet
+   files or globs with the text in ``dedup.against_field``): a new record whose text has the
+   exact key of an existing row, or shares an LSH band with one and passes the same Jaccard
+   check, is dropped as ``duplicate_of_existing`` with ``detail`` = ``<file>#<row id>``
+   (``DropDuplicatesOfExisting``); this check runs first. The earlier corpus is only
+   read.
+
+With ``dedup.solution`` the near step also bands the problem's reference solution (code) or
+program (math), normalised by ``minhash.normalize_code`` (comments and docstrings stripped,
+whitespace collapsed): two problems whose solutions are near duplicates are linked too.
+
 Every record leaving the stage carries ``dedup_cluster``: the id of the record that survives
 for its cluster (its own id when it is unique or is the survivor). For an exact duplicate
 whose survivor is itself a near duplicate, that is the near cluster's root; its ``detail``
@@ -230,8 +241,11 @@ _SIGNED = "signed"
 
 
 class _BandFn(beam.DoFn):
-    """record -> (band key, (id, signature bytes)) for every band, plus the record itself on
-    ``signed`` (so a record whose signature failed goes to errors only, never on as well)."""
+    """record -> (band key, (id, signature bytes)) for every band of the statement's signature
+    (keys "t..."), and with ``dedup.solution`` of the reference solution's or math program's
+    code-normalised signature (keys "s...": a bucket holds one kind, so its members are
+    verified on that kind), plus the record itself on ``signed`` (so a record whose signature
+    failed goes to errors only, never on as well)."""
 
     def __init__(self, cfg: DedupConfig):
         self._cfg = cfg
@@ -242,15 +256,23 @@ class _BandFn(beam.DoFn):
         )
 
     def process(self, record):
+        cfg = self._cfg
         try:
-            sig = signature(record["statement"], self._cfg.num_perm, self._cfg.shingle_size)
-            keys = band_keys(sig, self._bands, self._rows)
+            sigs = {"t": signature(record["statement"], cfg.num_perm, cfg.shingle_size)}
+            solution = record.get("reference_solution") or record.get("program")
+            if cfg.solution and solution:
+                sigs["s"] = signature_of(
+                    solution, n=cfg.shingle_size, code=True, num_perm=cfg.num_perm
+                )
+            banded = [
+                (f"{kind}{key}", (record["id"], np.asarray(sig).astype(_SIG_DTYPE).tobytes()))
+                for kind, sig in sigs.items()
+                for key in band_keys(sig, self._bands, self._rows)
+            ]
         except Exception as exc:  # noqa: BLE001 - routed to the errors output with its text
             yield _error_output(record, exc)
             return
-        member = (record["id"], np.asarray(sig).astype(_SIG_DTYPE).tobytes())
-        for key in keys:
-            yield key, member
+        yield from banded
         yield beam.pvalue.TaggedOutput(_SIGNED, record)
 
 
@@ -356,6 +378,157 @@ def _mark_near_duplicates(item):
             )
 
 
+# ---- against earlier corpora -----------------------------------------------------------
+
+
+def against_files(specs: Iterable[str]) -> list[tuple[str, str | None]]:
+    """``(file, field)`` for every ``dedup.against`` spec: a synthgen output directory gives
+    its ``data/*.parquet`` with field ``problem``; anything else is a file or glob read with
+    ``dedup.against_field`` (None here)."""
+    from apache_beam.io.filesystems import FileSystems
+
+    files = []
+    for spec in specs:
+        manifest = FileSystems.join(spec, "manifest.json")
+        if FileSystems.exists(manifest):
+            pattern, field = FileSystems.join(spec, "data", "*.parquet"), "problem"
+        else:
+            pattern, field = spec, None
+        matched = sorted(m.path for r in FileSystems.match([pattern]) for m in r.metadata_list)
+        if not matched:
+            raise ValueError(f"dedup.against: '{spec}' matches no file")
+        files += [(path, field) for path in matched]
+    return files
+
+
+def _existing_items(file_and_field, default_field: str, num_perm: int, shingle_size: int):
+    """file -> (id, exact key, signature bytes) of every row (ids prefixed by the file)."""
+    from pipeline.decontam import _file_items
+
+    path, field = file_and_field
+    for item_id, text in _file_items(path, field or default_field):
+        sig = signature(text, num_perm, shingle_size).astype(_SIG_DTYPE).tobytes()
+        yield f"{path}#{item_id}", exact_key(text), sig
+
+
+def _new_items(record, num_perm: int, shingle_size: int):
+    try:
+        text = record["statement"]
+        sig = signature(text, num_perm, shingle_size).astype(_SIG_DTYPE).tobytes()
+        yield record["id"], exact_key(text), sig
+    except Exception:  # noqa: BLE001 - such a record goes to errors in the main dedup
+        return
+
+
+def _keyed_by_text(item, side: str):
+    item_id, key, _ = item
+    return key, (side, item_id)
+
+
+def _banded(item, side: str, bands: int, rows: int):
+    item_id, _, sig = item
+    for key in band_keys(np.frombuffer(sig, dtype=_SIG_DTYPE), bands, rows):
+        yield key, (side, item_id, sig)
+
+
+def _exact_matches(group):
+    """(exact key, tagged ids) -> (new id, existing id) for every new id under an existing."""
+    _, members = group
+    old = [i for side, i in members if side == "old"]
+    if old:
+        first = min(old)
+        for side, item_id in members:
+            if side == "new":
+                yield item_id, first
+
+
+def _near_matches(bucket, threshold: float):
+    """(band key, tagged members) -> (new id, existing id) for verified near duplicates."""
+    _, members = bucket
+    old = [(i, np.frombuffer(sig, dtype=_SIG_DTYPE)) for side, i, sig in members if side == "old"]
+    if not old:
+        return
+    for side, item_id, sig in members:
+        if side != "new":
+            continue
+        mine = np.frombuffer(sig, dtype=_SIG_DTYPE)
+        matches = [i for i, theirs in old if estimated_jaccard(mine, theirs) >= threshold]
+        if matches:
+            yield item_id, min(matches)
+
+
+def _mark_existing_duplicates(item):
+    _, parts = item
+    matches = parts["match"]
+    for record in parts["record"]:
+        if matches:
+            _counter(records.DUPLICATE_OF_EXISTING).inc()
+            match = min(matches)
+            yield beam.pvalue.TaggedOutput(
+                records.DROPPED,
+                records.drop(
+                    record,
+                    records.DEDUP,
+                    records.DUPLICATE_OF_EXISTING,
+                    match,
+                    dedup_cluster=match,
+                ),
+            )
+        else:
+            yield record
+
+
+class DropDuplicatesOfExisting(beam.PTransform):
+    """New records -> those that duplicate no row of ``dedup.against`` (main output), and the
+    others (``DROPPED``, reason ``duplicate_of_existing``, detail ``<file>#<row id>``). The
+    same exact key and MinHash LSH + verified Jaccard as within a run; the earlier corpus is
+    only read."""
+
+    def __init__(self, cfg: DedupConfig):
+        super().__init__()
+        self._cfg = cfg
+
+    def expand(self, problems):
+        cfg = self._cfg
+        bands, rows = lsh_params(cfg.threshold, cfg.num_perm, *RECALL_WEIGHTS)
+        sign = (cfg.num_perm, cfg.shingle_size)
+        existing = (
+            problems.pipeline
+            | "ExistingFiles" >> beam.Create(against_files(cfg.against))
+            | "SpreadExistingFiles" >> beam.Reshuffle()
+            | "ReadExisting" >> beam.FlatMap(_existing_items, cfg.against_field, *sign)
+        )
+        new = problems | "SignNew" >> beam.FlatMap(_new_items, *sign)
+        exact = (
+            (
+                existing | "ExactKeyOld" >> beam.Map(_keyed_by_text, "old"),
+                new | "ExactKeyNew" >> beam.Map(_keyed_by_text, "new"),
+            )
+            | "FlattenExactKeys" >> beam.Flatten()
+            | "GroupExistingExact" >> beam.GroupByKey()
+            | "ExactMatches" >> beam.FlatMap(_exact_matches)
+        )
+        near = (
+            (
+                existing | "BandOld" >> beam.FlatMap(_banded, "old", bands, rows),
+                new | "BandNew" >> beam.FlatMap(_banded, "new", bands, rows),
+            )
+            | "FlattenBands" >> beam.Flatten()
+            | "GroupExistingBands" >> beam.GroupByKey()
+            | "NearMatches" >> beam.FlatMap(_near_matches, cfg.threshold)
+        )
+        matches = (exact, near) | "FlattenMatches" >> beam.Flatten()
+        return (
+            {"record": problems | "KeyNewById" >> beam.Map(lambda r: (r.get("id"), r)),
+             "match": matches}
+            | "JoinMatches" >> beam.CoGroupByKey()
+            | "MarkExistingDuplicates"
+            >> beam.FlatMap(_mark_existing_duplicates).with_outputs(
+                records.DROPPED, main=records.KEPT
+            )
+        )  # fmt: skip
+
+
 def _own_cluster(record: dict) -> tuple[dict, None, str]:
     return {**record, "dedup_cluster": record["id"]}, None, ""
 
@@ -370,6 +543,10 @@ class Dedup(beam.PTransform):
     def expand(self, problems):
         if not self._cfg.enabled:
             return records.route(problems, "KeepAll", records.DEDUP, _own_cluster)
+        against_dropped = []
+        if self._cfg.against:
+            checked = problems | "AgainstExisting" >> DropDuplicatesOfExisting(self._cfg)
+            problems, against_dropped = checked[records.KEPT], [checked[records.DROPPED]]
 
         keyed = problems | "KeyByExactKey" >> beam.ParDo(_KeyByTextFn()).with_outputs(
             records.ERRORS, main="keyed"
@@ -407,6 +584,10 @@ class Dedup(beam.PTransform):
             | "JoinSurvivorRoots" >> beam.CoGroupByKey()
             | "ResolveExactClusters" >> beam.FlatMap(_with_final_cluster)
         )
-        dropped = (exact_dropped, near[records.DROPPED]) | "FlattenDropped" >> beam.Flatten()
+        dropped = (
+            exact_dropped,
+            near[records.DROPPED],
+            *against_dropped,
+        ) | "FlattenDropped" >> beam.Flatten()
         errors = (keyed[records.ERRORS], banded[records.ERRORS]) | "FlattenErrors" >> beam.Flatten()
         return records.StageOutputs(near[records.KEPT], dropped, errors)

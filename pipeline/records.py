@@ -52,6 +52,7 @@ LANGUAGE_NOT_ALLOWED = "language_not_allowed"
 LANGUAGE_LOW_CONFIDENCE = "language_low_confidence"
 EXACT_DUPLICATE = "exact_duplicate"
 NEAR_DUPLICATE = "near_duplicate"
+DUPLICATE_OF_EXISTING = "duplicate_of_existing"  # matches a row of a dedup.against corpus
 CONTAMINATED = "contaminated"
 NO_PASSING_ATTEMPT = "no_passing_attempt"
 ANSWER_DISAGREEMENT = "answer_disagreement"  # math: majority of attempts != reference answer

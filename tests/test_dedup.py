@@ -1,7 +1,9 @@
+import json
 import random
 
 import apache_beam as beam
 import numpy as np
+import pandas as pd
 import pytest
 from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.testing.test_pipeline import TestPipeline as BeamTestPipeline
@@ -357,3 +359,59 @@ def test_components_that_do_not_converge_fail_the_run():
     chain = [(f"id{i:04d}", f"id{i + 1:04d}") for i in range(0, 300)][::-1]
     with pytest.raises(Exception, match="did not converge in 1 rounds"):
         _run_components(chain, rounds=1)
+
+
+def test_dedup_against_earlier_corpora_drops_what_it_must_and_nothing_else(tmp_path):
+    rng = random.Random(11)
+    old_a, old_b, unrelated = random_text(rng), random_text(rng), random_text(rng)
+    # an earlier synthgen output (manifest + data/*.parquet with `problem`) and a JSONL file
+    earlier = tmp_path / "earlier"
+    (earlier / "data").mkdir(parents=True)
+    (earlier / "manifest.json").write_text("{}")
+    pd.DataFrame({"id": ["e1"], "problem": [old_a]}).to_parquet(earlier / "data" / "d.parquet")
+    jsonl = tmp_path / "old.jsonl"
+    jsonl.write_text(json.dumps({"id": "j7", "text": old_b}) + "\n")
+    before = {p: p.read_bytes() for p in [jsonl, earlier / "data" / "d.parquet"]}
+    cfg = TEST_CFG.model_copy(update={"against": (str(earlier), str(jsonl))})
+    inputs = [
+        problem("n1", old_a.upper()),  # exact duplicate of the earlier output's row
+        problem("n2", change_word(old_b, 10)),  # near duplicate of the JSONL row
+        problem("n3", unrelated),
+        problem("n4", unrelated + " !"),  # exact duplicate within the run: the usual reason
+    ]
+    with BeamTestPipeline(options=PipelineOptions(["--runner=FnApiRunner"])) as p:
+        out = p | beam.Create(inputs) | Dedup(cfg)
+        assert_that(out.kept | "Kept" >> beam.Map(lambda r: r["id"]), equal_to(["n3"]))
+        assert_that(
+            out.dropped | "Dropped" >> beam.Map(lambda r: (r["id"], r["reason"], r["detail"])),
+            equal_to(
+                [
+                    ("n1", records.DUPLICATE_OF_EXISTING, f"{earlier}/data/d.parquet#e1"),
+                    ("n2", records.DUPLICATE_OF_EXISTING, f"{jsonl}#j7"),
+                    ("n4", records.EXACT_DUPLICATE, "n3"),
+                ]
+            ),
+            label="DroppedView",
+        )
+    assert {p: p.read_bytes() for p in before} == before  # the earlier corpus is only read
+
+
+def test_dedup_against_a_missing_corpus_is_a_config_error(tmp_path):
+    with pytest.raises(ValueError, match="matches no file"):
+        DedupConfig(against=(str(tmp_path / "nothing-*.jsonl"),))
+
+
+def test_dedup_on_the_solution_links_problems_with_the_same_code():
+    rng = random.Random(21)
+    code = "def solve(xs):\n    # sum the evens\n    return sum(x for x in xs if x % 2 == 0)\n"
+    renamed = '"""Docstring."""\ndef solve(xs):\n    return sum(x for x in xs if x % 2 == 0)\n'
+    inputs = [
+        {**problem("a", random_text(rng)), "reference_solution": code},
+        {**problem("b", random_text(rng)), "reference_solution": renamed},
+        {**problem("c", random_text(rng)), "reference_solution": "def other():\n    pass\n"},
+    ]
+    for enabled, kept in ((False, ["a", "b", "c"]), (True, ["a", "c"])):
+        cfg = TEST_CFG.model_copy(update={"solution": enabled})
+        with BeamTestPipeline(options=PipelineOptions(["--runner=FnApiRunner"])) as p:
+            out = p | beam.Create(inputs) | Dedup(cfg)
+            assert_that(out.kept | beam.Map(lambda r: r["id"]), equal_to(kept))
