@@ -1,10 +1,12 @@
 """Decontaminate: problem -> kept | dropped(contaminated) | errors.
 
 A problem is contaminated when any word n-gram (``DecontamConfig.ngram`` words of the text
-normalised by ``dedup.normalize_text``) of its ``statement``, or for code problems of its
-``reference_solution``, also occurs in a benchmark item. It is dropped as ``contaminated``
-with ``detail`` "benchmark=<name> item=<id>" naming the first matching n-gram's item, in text
-order (statement before reference solution). Counters ``decontam/<reason>``.
+normalised by ``dedup.normalize_text``) of its ``statement``, of its ``reference_solution``
+(code problems) or, once an attempt is chosen, of its ``solution`` also occurs in a benchmark
+item (the pipeline runs this stage twice: before the attempts and after ``SelectAttempt``).
+It is dropped as ``contaminated`` with ``detail`` "benchmark=<name> item=<id>" naming the
+first matching n-gram's item, in text order (statement, reference solution, solution).
+Counters ``decontam/<reason>``.
 
 Benchmarks (``DecontamConfig.benchmarks``) are built-in names or files:
 
@@ -224,6 +226,8 @@ def _texts_to_check(record: dict) -> list[str]:
     texts = [record["statement"]]
     if record.get("domain") == "code" and record.get("reference_solution"):
         texts.append(record["reference_solution"])
+    if record.get("solution"):  # the chosen attempt, once there is one
+        texts.append(record["solution"])
     return texts
 
 

@@ -3,7 +3,8 @@
 Stage order (cheap filters before we pay for k solution attempts per problem)::
 
     Seeds -> GenerateProblems -> VerifyReference -> Decontaminate -> FilterLanguage -> Dedup
-          -> GenerateAttempts -> VerifyAttempts -> SelectAttempt -> Tokenize -> Write
+          -> GenerateAttempts -> VerifyAttempts -> SelectAttempt -> DecontaminateSolution
+          -> Tokenize -> Write
 
 Decontamination runs before language detection: a benchmark copy is reported as such even
 when its statement is mostly code, which langdetect cannot place.
@@ -74,9 +75,11 @@ def build(p: beam.Pipeline, cfg: Config, seeds: list[dict], out_dir: str, run_id
         failed_attempts | "AsFailedAttempts" >> beam.Map(errored_attempt),
     ) | "AllAttempts" >> beam.Flatten()
     selected = judged | "SelectAttempt" >> SelectAttempt(cfg.verify, cfg.generation.attempts)
-    tokens = selected.kept | "Tokenize" >> Tokenize(cfg.tokens)
+    # The chosen solution is teacher text that did not exist at the first check.
+    final = selected.kept | "DecontaminateSolution" >> Decontaminate(cfg.decontam)
+    tokens = final.kept | "Tokenize" >> Tokenize(cfg.tokens)
 
-    problem_stages = (problems, reference, decontam, language, dedup, selected, tokens)
+    problem_stages = (problems, reference, decontam, language, dedup, selected, final, tokens)
     rejected = (
         [s.dropped for s in problem_stages] + [s.errors for s in problem_stages]
         | "AllRejected" >> beam.Flatten()

@@ -225,6 +225,8 @@ def test_decontaminate_pipeline(tmp_path, humaneval):
         {"id": "m1", "domain": "math", "statement": f"Fill in: {LEAKED_FACT}", "answer": "1"},
         {"id": "m2", "domain": "math", "statement": UNRELATED, "answer": "3"},
         {"id": "m3", "domain": "math"},  # no statement: an error
+        # the chosen attempt's solution (second pass, after SelectAttempt)
+        {"id": "m4", "domain": "math", "statement": UNRELATED, "solution": f"So {LEAKED_FACT}"},
     ]
     cfg = DecontamConfig(ngram=8, benchmarks=("humaneval", user_file))
     options = PipelineOptions(["--runner=FnApiRunner"])
@@ -240,6 +242,7 @@ def test_decontaminate_pipeline(tmp_path, humaneval):
                     ("c1", records.CONTAMINATED, "benchmark=humaneval item=HumanEval/3"),
                     ("c2", records.CONTAMINATED, "benchmark=humaneval item=HumanEval/0"),
                     ("m1", records.CONTAMINATED, f"benchmark={user_file} item=U-9"),
+                    ("m4", records.CONTAMINATED, f"benchmark={user_file} item=U-9"),
                 ]
             ),
             label="Dropped",
