@@ -11,11 +11,12 @@ means the lexicographically smallest ``id``; record ids are assumed unique.
    (``pipeline.minhash``: datasketch's values with synthgen's documented shingle hash,
    ``num_perm`` permutations, seed 1), cut into LSH bands
    (``lsh_params``: datasketch's own optimum for ``threshold``, weighted for recall by
-   ``RECALL_WEIGHTS``). Records are grouped by band
-   key (``GroupByBand``); in each bucket every member is paired with the bucket's smallest id
-   only (a star, so a bucket of k records costs k - 1 candidates, never k^2) and the pair
-   becomes an edge when the Jaccard similarity estimated from the two signatures is at least
-   ``threshold`` (this drops LSH false positives; signatures travel with the ids for it).
+   ``RECALL_WEIGHTS``). Ids are grouped by band key (``GroupByBand``); in each bucket every
+   member is paired with the bucket's smallest id only (a star, so a bucket of k records costs
+   k - 1 candidates, never k^2), and a candidate pair becomes an edge when the *exact*
+   Jaccard similarity of the two records' shingle sets (``shingle_set``: their distinct
+   32-bit shingle hashes) is at least ``threshold``. The sets reach the pairs by two joins on
+   id (``JoinRootSets``, ``JoinMemberSets``), so band buckets carry ids only.
    Edges are de-duplicated, then ``ConnectedComponents`` (distributed, below) maps every id
    that has an edge to its component's root, the smallest id. Non-root members are dropped as
    ``near_duplicate`` with ``detail`` = the root's id.
@@ -48,12 +49,12 @@ are joined back to the records by id (``JoinRoots``, ``JoinSurvivorRoots``), not
 as a side input. ``connected_components`` (union-find) is the single-machine reference the
 tests compare against.
 
-Caveats on recall. At the default threshold 0.8 (128 permutations: 16 bands x 8 rows) the
-LSH S-curve catches a pair of true Jaccard 0.8 with probability 0.95 and 0.85 with 0.99, but
-the 128-value estimate of a pair just above the threshold falls below it now and then; raise
-``num_perm`` for a tighter estimate. The star verifies members against the
-bucket's smallest id only: two similar members of a bucket whose smallest id is similar to
-neither are connected only if they also meet in another bucket.
+Caveats on recall. At the default threshold 0.8 (128 permutations: 18 bands x 7 rows) the
+LSH S-curve makes a pair of true Jaccard 0.8 a candidate with probability 0.986 and 0.85
+with 0.999; verification is exact, so what passes is above the threshold (up to 32-bit hash
+collisions). The star verifies members against the bucket's smallest id only: two similar
+members of a bucket whose smallest id is similar to neither are connected only if they also
+meet in another bucket.
 """
 
 from __future__ import annotations
@@ -67,7 +68,7 @@ import numpy as np
 
 from pipeline import records
 from pipeline.config import DedupConfig
-from pipeline.minhash import normalize_text, signature_of
+from pipeline.minhash import normalize_text, shingle_hashes, signature_of, signatures
 
 # Signatures travel between workers as little-endian uint32 bytes. datasketch's default scheme
 # (affine32, 2.x) and its legacy scheme (1.x) both produce values below 2**32.
@@ -99,11 +100,25 @@ def estimated_jaccard(sig_a: np.ndarray, sig_b: np.ndarray) -> float:
     return float(np.count_nonzero(np.asarray(sig_a) == np.asarray(sig_b))) / len(sig_a)
 
 
-# LSH candidates are verified by estimated Jaccard, so a false positive costs one comparison
-# while a false negative is a duplicate kept: weight misses 19:1 when choosing bands x rows.
-# At threshold 0.8 and 128 permutations this gives 16 bands x 8 rows (collision probability
-# 0.95 at Jaccard 0.8, 0.99 at 0.85) instead of datasketch's default 9 x 13 (0.40 and 0.69).
-RECALL_WEIGHTS = (0.05, 0.95)
+def shingle_set(text: str, n: int, code: bool = False) -> bytes:
+    """The text's distinct shingle hashes (``minhash.shingle_hash``), sorted, as bytes."""
+    return np.unique(shingle_hashes(text, n=n, code=code)).astype(_SIG_DTYPE).tobytes()
+
+
+def exact_jaccard(set_a: bytes, set_b: bytes) -> float:
+    """Jaccard similarity of two ``shingle_set`` values (0 when both are empty)."""
+    a, b = np.frombuffer(set_a, dtype=_SIG_DTYPE), np.frombuffer(set_b, dtype=_SIG_DTYPE)
+    common = np.intersect1d(a, b, assume_unique=True).size
+    union = a.size + b.size - common
+    return common / union if union else 0.0
+
+
+# LSH candidates are verified by their exact Jaccard similarity, so a false positive costs one
+# comparison while a false negative is a duplicate kept: weight misses 99:1 when choosing
+# bands x rows. At threshold 0.8 and 128 permutations this gives 18 bands x 7 rows (collision
+# probability 0.986 at Jaccard 0.8, 0.999 at 0.85) instead of datasketch's default 9 x 13
+# (0.40 and 0.69).
+RECALL_WEIGHTS = (0.01, 0.99)
 
 
 @functools.cache
@@ -240,12 +255,14 @@ def _pick_exact_survivor(group):
 _SIGNED = "signed"
 
 
+_SETS = "sets"
+
+
 class _BandFn(beam.DoFn):
-    """record -> (band key, (id, signature bytes)) for every band of the statement's signature
-    (keys "t..."), and with ``dedup.solution`` of the reference solution's or math program's
-    code-normalised signature (keys "s...": a bucket holds one kind, so its members are
-    verified on that kind), plus the record itself on ``signed`` (so a record whose signature
-    failed goes to errors only, never on as well)."""
+    """record -> (band key, id) for every LSH band of the statement's signature (keys "t...")
+    and, with ``dedup.solution``, of the reference solution's or math program's code-normalised
+    signature (keys "s..."); on ``sets``, ((kind, id), shingle set) for verifying candidates;
+    on ``signed``, the record itself (a record whose signature failed goes to errors only)."""
 
     def __init__(self, cfg: DedupConfig):
         self._cfg = cfg
@@ -258,34 +275,52 @@ class _BandFn(beam.DoFn):
     def process(self, record):
         cfg = self._cfg
         try:
-            sigs = {"t": signature(record["statement"], cfg.num_perm, cfg.shingle_size)}
+            texts = {"t": (record["statement"], False)}
             solution = record.get("reference_solution") or record.get("program")
             if cfg.solution and solution:
-                sigs["s"] = signature_of(
-                    solution, n=cfg.shingle_size, code=True, num_perm=cfg.num_perm
-                )
-            banded = [
-                (f"{kind}{key}", (record["id"], np.asarray(sig).astype(_SIG_DTYPE).tobytes()))
-                for kind, sig in sigs.items()
-                for key in band_keys(sig, self._bands, self._rows)
-            ]
+                texts["s"] = (solution, True)
+            out = []
+            for kind, (text, code) in texts.items():
+                hashes = shingle_hashes(text, n=cfg.shingle_size, code=code)
+                sig = signatures([hashes], num_perm=cfg.num_perm)[0]
+                out += [(f"{kind}{key}", record["id"]) for key in band_keys(sig, *self._params)]
+                unique = np.unique(hashes).astype(_SIG_DTYPE).tobytes()
+                out.append(beam.pvalue.TaggedOutput(_SETS, ((kind, record["id"]), unique)))
         except Exception as exc:  # noqa: BLE001 - routed to the errors output with its text
             yield _error_output(record, exc)
             return
-        yield from banded
+        yield from out
         yield beam.pvalue.TaggedOutput(_SIGNED, record)
 
+    @property
+    def _params(self):
+        return self._bands, self._rows
 
-def _bucket_edges(bucket, threshold: float):
-    """(band key, members) -> verified edges (smallest id, other id); a star, not all pairs."""
-    _, members = bucket
-    root_id, root_sig = min(members)
-    root = np.frombuffer(root_sig, dtype=_SIG_DTYPE)
-    for member_id, member_sig in members:
-        if member_id == root_id:
-            continue
-        if estimated_jaccard(root, np.frombuffer(member_sig, dtype=_SIG_DTYPE)) >= threshold:
-            yield root_id, member_id
+
+def _star_candidates(bucket):
+    """(band key, ids) -> ((kind, smallest id), other id): a star, not all pairs."""
+    key, ids = bucket
+    ids = sorted(set(ids))
+    for other in ids[1:]:
+        yield (key[0], ids[0]), other
+
+
+def _attach_root_set(item):
+    """((kind, root), {"other": ids, "set": [root's set]}) -> ((kind, other), (root, set))."""
+    (kind, root), parts = item
+    for root_set in parts["set"]:
+        for other in parts["other"]:
+            yield (kind, other), (root, root_set)
+
+
+def _verified_edges(item, threshold: float):
+    """((kind, id), {"root": [(root, set)], "set": [id's set]}) -> (root, id) when the exact
+    Jaccard similarity of the two shingle sets reaches ``threshold``."""
+    (_, member), parts = item
+    for member_set in parts["set"]:
+        for root, root_set in parts["root"]:
+            if exact_jaccard(root_set, member_set) >= threshold:
+                yield root, member
 
 
 class ComponentsDidNotConverge(RuntimeError):
@@ -402,33 +437,39 @@ def against_files(specs: Iterable[str]) -> list[tuple[str, str | None]]:
 
 
 def _existing_items(file_and_field, default_field: str, num_perm: int, shingle_size: int):
-    """file -> (id, exact key, signature bytes) of every row (ids prefixed by the file)."""
+    """file -> (id, exact key, signature, shingle set) of every row (ids prefixed by the
+    file)."""
     from pipeline.decontam import _file_items
 
     path, field = file_and_field
     for item_id, text in _file_items(path, field or default_field):
-        sig = signature(text, num_perm, shingle_size).astype(_SIG_DTYPE).tobytes()
-        yield f"{path}#{item_id}", exact_key(text), sig
+        yield (f"{path}#{item_id}", exact_key(text), *_sign(text, num_perm, shingle_size))
 
 
 def _new_items(record, num_perm: int, shingle_size: int):
     try:
         text = record["statement"]
-        sig = signature(text, num_perm, shingle_size).astype(_SIG_DTYPE).tobytes()
-        yield record["id"], exact_key(text), sig
+        yield record["id"], exact_key(text), *_sign(text, num_perm, shingle_size)
     except Exception:  # noqa: BLE001 - such a record goes to errors in the main dedup
         return
 
 
+def _sign(text: str, num_perm: int, shingle_size: int) -> tuple[bytes, bytes]:
+    """(signature bytes, shingle set bytes) of a text."""
+    hashes = shingle_hashes(text, n=shingle_size)
+    sig = signatures([hashes], num_perm=num_perm)[0].astype(_SIG_DTYPE).tobytes()
+    return sig, np.unique(hashes).astype(_SIG_DTYPE).tobytes()
+
+
 def _keyed_by_text(item, side: str):
-    item_id, key, _ = item
+    item_id, key, _, _ = item
     return key, (side, item_id)
 
 
 def _banded(item, side: str, bands: int, rows: int):
-    item_id, _, sig = item
+    item_id, _, sig, shingles_set = item
     for key in band_keys(np.frombuffer(sig, dtype=_SIG_DTYPE), bands, rows):
-        yield key, (side, item_id, sig)
+        yield key, (side, item_id, shingles_set)
 
 
 def _exact_matches(group):
@@ -445,14 +486,13 @@ def _exact_matches(group):
 def _near_matches(bucket, threshold: float):
     """(band key, tagged members) -> (new id, existing id) for verified near duplicates."""
     _, members = bucket
-    old = [(i, np.frombuffer(sig, dtype=_SIG_DTYPE)) for side, i, sig in members if side == "old"]
+    old = [(i, theirs) for side, i, theirs in members if side == "old"]
     if not old:
         return
-    for side, item_id, sig in members:
+    for side, item_id, mine in members:
         if side != "new":
             continue
-        mine = np.frombuffer(sig, dtype=_SIG_DTYPE)
-        matches = [i for i, theirs in old if estimated_jaccard(mine, theirs) >= threshold]
+        matches = [i for i, theirs in old if exact_jaccard(mine, theirs) >= threshold]
         if matches:
             yield item_id, min(matches)
 
@@ -557,14 +597,25 @@ class Dedup(beam.PTransform):
             | "PickExactSurvivor"
             >> beam.FlatMap(_pick_exact_survivor).with_outputs(records.DROPPED, main=records.KEPT)
         )
-        band_fn = beam.ParDo(_BandFn(self._cfg)).with_output_types(tuple[str, tuple[str, bytes]])
+        band_fn = beam.ParDo(_BandFn(self._cfg)).with_output_types(tuple[str, str])
         banded = exact[records.KEPT] | "BandSignatures" >> band_fn.with_outputs(
-            records.ERRORS, _SIGNED, main="banded"
+            records.ERRORS, _SETS, _SIGNED, main="banded"
         )
-        edges = (
+        candidates = (
             banded.banded
             | "GroupByBand" >> beam.GroupByKey()
-            | "VerifiedStarEdges" >> beam.FlatMap(_bucket_edges, threshold=self._cfg.threshold)
+            | "StarCandidates" >> beam.FlatMap(_star_candidates)
+            | "DistinctCandidates" >> beam.Distinct()
+        )
+        with_root_sets = (
+            {"other": candidates, "set": banded[_SETS]}
+            | "JoinRootSets" >> beam.CoGroupByKey()
+            | "AttachRootSets" >> beam.FlatMap(_attach_root_set)
+        )
+        edges = (
+            {"root": with_root_sets, "set": banded[_SETS]}
+            | "JoinMemberSets" >> beam.CoGroupByKey()
+            | "VerifyExactJaccard" >> beam.FlatMap(_verified_edges, self._cfg.threshold)
             | "DistinctEdges" >> beam.Distinct()
         )
         roots = edges | "ConnectComponents" >> ConnectedComponents(self._cfg.cc_rounds)
