@@ -1,4 +1,4 @@
-"""Command line: ``synthgen run | teacher-server | inspect | sandbox probe | check-code``.
+"""Command line: ``synthgen run|dedup|decontam|teacher-server|inspect|sandbox probe|check-code``.
 
 Errors the user can fix (config, output location, teacher key) print one line and exit 2
 (usage / config) or 1 (run failure); ``--debug`` shows the full traceback instead.
@@ -16,6 +16,7 @@ from pathlib import Path
 
 EXIT_FAILURE, EXIT_USAGE = 1, 2
 _LOCAL_RUNNERS = {"directrunner", "fnapirunner", "direct", "fnapi"}
+_BEAM_COMMANDS = {"run", "dedup", "decontam"}  # extra flags go to Beam's PipelineOptions
 
 
 def _quiet_imports() -> None:
@@ -110,6 +111,120 @@ def cmd_run(args, beam_args: list[str]) -> int:
     return 0
 
 
+def _stage_failure(exc: BaseException) -> tuple[int, str]:
+    """(exit code, one line) for a failed standalone stage. In-process runners re-raise a
+    worker's exception as it was; other runners wrap it, so its name is looked for in the text."""
+    from pipeline.config import ConfigError
+    from pipeline.run import OutputError
+    from pipeline.standalone import InputError, ReadError
+
+    usage = (InputError, ConfigError, OutputError)
+    text = str(exc)
+    if not isinstance(exc, (*usage, ReadError)):
+        found = re.search(r"\b(InputError|BenchmarkError|ReadError): (.+)", text)
+        if not found:
+            line = re.sub(r" \[while running '[^']*'\]", "", _one_line(exc))
+            return EXIT_FAILURE, f"run failed: {line}"
+        exc_name, text = found.groups()
+        code = EXIT_FAILURE if exc_name == "ReadError" else EXIT_USAGE
+    else:
+        code = EXIT_USAGE if isinstance(exc, usage) else EXIT_FAILURE
+    first = text.strip().splitlines()[0] if text.strip() else type(exc).__name__
+    return code, re.sub(r" \[while running '[^']*'\]$", "", first)
+
+
+def _stray_argument(beam_args: list[str]) -> str | None:
+    """A word among the Beam flags that is no flag's value: most likely the rest of an --input
+    glob the shell expanded."""
+    for i, arg in enumerate(beam_args):
+        if arg.startswith("-"):
+            continue
+        before = beam_args[i - 1] if i else ""
+        if not before.startswith("--") or "=" in before:
+            return arg
+    return None
+
+
+def _unknown_flag(beam_args: list[str]) -> str | None:
+    """A flag that is no Beam pipeline option (Beam itself would only log and ignore it)."""
+    from apache_beam.options.pipeline_options import PipelineOptions
+
+    known = PipelineOptions([]).get_all_options()
+    for arg in beam_args:
+        if arg.startswith("--"):
+            name = arg[2:].split("=", 1)[0]
+            if name not in known and name.replace("-", "_") not in known:
+                return arg.split("=", 1)[0]
+    return None
+
+
+def cmd_stage(args, beam_args: list[str]) -> int:
+    """``synthgen dedup`` / ``synthgen decontam``: one stage over a JSONL or Parquet data set."""
+    from pipeline.config import ConfigError
+    from pipeline.standalone import Job, run_stage, split_list, stage_config
+
+    stray = _stray_argument(beam_args)
+    if stray is not None:
+        print(
+            f"synthgen: unexpected argument {stray!r}; quote the --input glob so that the shell "
+            "does not expand it",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
+    unknown = _unknown_flag(beam_args)
+    if unknown is not None:
+        print(
+            f"synthgen: unrecognized argument {unknown}: neither a synthgen {args.command} flag "
+            "nor a Beam pipeline option",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
+    if args.command == "dedup":
+        flags = {
+            "threshold": args.threshold,
+            "num_perm": args.num_perm,
+            "shingle_size": args.shingle_size,
+        }
+    else:
+        flags = {
+            "benchmarks": split_list(args.benchmarks),
+            "ngram": args.ngram,
+            "field": args.benchmark_field,
+        }
+        if flags["benchmarks"] == ():
+            print("synthgen: --benchmarks: name at least one benchmark", file=sys.stderr)
+            return EXIT_USAGE
+    try:
+        cfg = stage_config(args.command, **flags)
+    except ConfigError as exc:
+        print(f"synthgen: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    if _runner(beam_args) is None:
+        beam_args = ["--runner=FnApiRunner", *beam_args]
+    if not getattr(args, "debug", False):
+        logging.getLogger("apache_beam.runners.common").setLevel(logging.CRITICAL)
+    job = Job(args.command, args.input, args.output, args.field, args.id_field, cfg)
+    try:
+        manifest = run_stage(job, beam_args, overwrite=args.overwrite)
+    except Exception as exc:  # noqa: BLE001 - one line for the user; --debug for the traceback
+        if args.debug:
+            raise
+        code, line = _stage_failure(exc)
+        print(f"synthgen: {line}", file=sys.stderr)
+        return code
+    counts = manifest["counts"]
+    reasons = ", ".join(f"{r} {n}" for r, n in counts["rejected_by_reason"].items())
+    print(
+        f"synthgen {args.command}: {counts['kept']} kept, {counts['rejected']} rejected"
+        f"{f' ({reasons})' if reasons else ''} of {counts['input']} rows; "
+        f"{manifest['elapsed_s']:.1f} s -> {args.output}"
+    )
+    if not counts["reconciled"]:
+        print("synthgen: the counts do not reconcile; see manifest.json", file=sys.stderr)
+        return EXIT_FAILURE
+    return 0
+
+
 def cmd_teacher_server(args, _beam_args) -> int:
     from pipeline.teacher_server import serve_from_args
 
@@ -196,6 +311,92 @@ def cmd_check_code(args, _beam_args) -> int:
     return 0 if result["verdict"] == "PASS" else EXIT_FAILURE
 
 
+def _one_line_usage_error(p: argparse.ArgumentParser):
+    """argparse prints the usage before its error; a bad flag value here is one line."""
+
+    def error(message: str):
+        p.exit(EXIT_USAGE, f"{p.prog}: {message}\n")
+
+    return error
+
+
+def _add_stage_parsers(sub) -> None:
+    from pipeline.config import DecontamConfig, DedupConfig
+
+    dedup_defaults = {k: f.default for k, f in DedupConfig.model_fields.items()}
+    decontam_defaults = {k: f.default for k, f in DecontamConfig.model_fields.items()}
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--input", required=True, metavar="GLOB", help="JSONL (.jsonl, .jsonl.gz) or Parquet files"
+    )
+    common.add_argument(
+        "--output", required=True, metavar="DIR", help="output directory (local, gs://, s3://)"
+    )
+    common.add_argument("--field", required=True, help="the text field of each row")
+    common.add_argument(
+        "--id-field",
+        default="id",
+        help="unique id field (default id); rows without it get <file index>:<row number>",
+    )
+    common.add_argument("--overwrite", action="store_true", help="replace an earlier run's outputs")
+    common.add_argument(
+        "--debug", action="store_true", default=argparse.SUPPRESS, help="show full tracebacks"
+    )
+    epilog = (
+        "Writes DIR/data/ (surviving rows, every field), DIR/rejected/ (the others, plus reason "
+        "and detail) and DIR/manifest.json. Flags not listed here go to Beam's PipelineOptions."
+    )
+    dedup_p = sub.add_parser(
+        "dedup",
+        parents=[common],
+        help="drop exact and near duplicates from a JSONL or Parquet data set",
+        description="Exact, then MinHash-LSH near-duplicate removal of FIELD; the smallest id "
+        "of each cluster survives.",
+        epilog=epilog,
+    )
+    dedup_p.add_argument(
+        "--threshold",
+        type=float,
+        help="estimated Jaccard similarity of near duplicates "
+        f"(default {dedup_defaults['threshold']})",
+    )
+    dedup_p.add_argument(
+        "--num-perm",
+        type=int,
+        help=f"MinHash permutations (default {dedup_defaults['num_perm']})",
+    )
+    dedup_p.add_argument(
+        "--shingle-size",
+        type=int,
+        help=f"words per shingle (default {dedup_defaults['shingle_size']})",
+    )
+    dedup_p.set_defaults(func=cmd_stage)
+
+    decontam_p = sub.add_parser(
+        "decontam",
+        parents=[common],
+        help="drop rows sharing a word n-gram with a benchmark",
+        description="Drop every row whose FIELD shares a word n-gram with a benchmark item.",
+        epilog=epilog,
+    )
+    decontam_p.add_argument(
+        "--benchmarks",
+        metavar="NAMES",
+        help="comma-separated built-in names (humaneval, gsm8k, aime2025) or JSONL/Parquet "
+        f"files (default {','.join(decontam_defaults['benchmarks'])})",
+    )
+    decontam_p.add_argument(
+        "--ngram", type=int, help=f"words per n-gram (default {decontam_defaults['ngram']})"
+    )
+    decontam_p.add_argument(
+        "--benchmark-field",
+        help=f"text field of benchmark files (default {decontam_defaults['field']})",
+    )
+    decontam_p.set_defaults(func=cmd_stage)
+    for p in (dedup_p, decontam_p):
+        p.error = _one_line_usage_error(p)
+
+
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="synthgen", description=__doc__.splitlines()[0])
     top.add_argument("--debug", action="store_true", help="show full tracebacks")
@@ -222,6 +423,8 @@ def parser() -> argparse.ArgumentParser:
         "--debug", action="store_true", default=argparse.SUPPRESS, help="show full tracebacks"
     )
     run_p.set_defaults(func=cmd_run)
+
+    _add_stage_parsers(sub)
 
     from pipeline.teacher_server import add_arguments
 
@@ -273,7 +476,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("synthgen").setLevel(logging.INFO)  # progress lines
     _quiet_imports()
     args, extra = parser().parse_known_args(argv)
-    if extra and args.command != "run":
+    if extra and args.command not in _BEAM_COMMANDS:
         print(f"synthgen: unrecognized arguments: {' '.join(extra)}", file=sys.stderr)
         return EXIT_USAGE
     return args.func(args, extra)
