@@ -239,15 +239,23 @@ def run(cfg: Config, output: str, beam_args: list[str], overwrite: bool = False)
     manifest = build_manifest(
         cfg, run_id, len(seeds), stats, _counters(result), time.monotonic() - started
     )
+    publish(tmp_dir, output, manifest, TABLE_DIRS)
+    return manifest
+
+
+def publish(tmp_dir: str, output: str, manifest: dict, tables, stale=()) -> None:
+    """Move ``tables`` from ``tmp_dir`` into ``output`` (replacing an earlier run's, and any
+    ``stale`` ones), remove ``tmp_dir``, then write the manifest: last, so its presence means
+    the outputs are complete."""
     manifest_path = FileSystems.join(output, MANIFEST)
     if FileSystems.exists(manifest_path):
         FileSystems.delete([manifest_path])
-    for table in TABLE_DIRS:
+    for table in dict.fromkeys((*tables, *stale)):
         _delete_tree(FileSystems.join(output, table))
+    for table in tables:
         _move_tree(FileSystems.join(tmp_dir, table), FileSystems.join(output, table))
     _delete_tree(tmp_dir)
-    manifest_tmp = FileSystems.join(output, MANIFEST + ".tmp")
+    manifest_tmp = manifest_path + ".tmp"
     with FileSystems.create(manifest_tmp) as handle:
-        handle.write(json.dumps(manifest, indent=2, sort_keys=False).encode())
-    FileSystems.rename([manifest_tmp], [FileSystems.join(output, MANIFEST)])
-    return manifest
+        handle.write(json.dumps(manifest, indent=2).encode())
+    FileSystems.rename([manifest_tmp], [manifest_path])

@@ -66,15 +66,14 @@ from pydantic import ValidationError
 from pipeline import records
 from pipeline.config import ConfigError, DecontamConfig, DedupConfig
 from pipeline.run import (
-    MANIFEST,
     TABLE_DIRS,
     OutputError,
     _counters,
     _delete_tree,
     _files_under,
-    _move_tree,
     _read_stats,
     _versions,
+    publish,
 )
 from pipeline.write import ROW_GROUP_ROWS, shard_name, shard_of
 
@@ -766,22 +765,6 @@ def _read_json(path: str) -> dict:
         return json.loads(handle.read())
 
 
-def _publish(tmp_dir: str, output: str, manifest: dict) -> None:
-    """Move the tables into place (replacing a previous run's), then write the manifest."""
-    manifest_path = FileSystems.join(output, MANIFEST)
-    if FileSystems.exists(manifest_path):
-        FileSystems.delete([manifest_path])
-    for table in dict.fromkeys((*TABLE_DIRS, *TABLES)):
-        _delete_tree(FileSystems.join(output, table))
-    for table in TABLES:
-        _move_tree(FileSystems.join(tmp_dir, table), FileSystems.join(output, table))
-    _delete_tree(tmp_dir)
-    manifest_tmp = manifest_path + ".tmp"
-    with FileSystems.create(manifest_tmp) as handle:
-        handle.write(json.dumps(manifest, indent=2).encode())
-    FileSystems.rename([manifest_tmp], [manifest_path])
-
-
 def _discard(tmp_dir: str, output: str, output_existed: bool) -> None:
     """Best effort: remove the temporary tree, and the output directory if this run made it."""
     try:
@@ -827,5 +810,5 @@ def run_stage(job: Job, beam_args: list[str], overwrite: bool = False) -> dict:
         raise
     elapsed = time.monotonic() - started
     manifest = build_manifest(job, inputs, run_id, file_counts, stats, counters, elapsed)
-    _publish(tmp_dir, output, manifest)
+    publish(tmp_dir, output, manifest, TABLES, stale=TABLE_DIRS)  # e.g. a run's attempts/
     return manifest
