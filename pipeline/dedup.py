@@ -14,7 +14,7 @@ means the lexicographically smallest ``id``; record ids are assumed unique.
    ``RECALL_WEIGHTS``). Ids are grouped by band key (``GroupByBand``); in each bucket every
    member is paired with the bucket's smallest id only (a star, so a bucket of k records costs
    k - 1 candidates, never k^2), and a candidate pair becomes an edge when the *exact*
-   Jaccard similarity of the two records' shingle sets (``shingle_set``: their distinct
+   Jaccard similarity of the two records' shingle sets (``sign``: their distinct
    32-bit shingle hashes) is at least ``threshold``. The sets reach the pairs by two joins on
    id (``JoinRootSets``, ``JoinMemberSets``), so band buckets carry ids only.
    Edges are de-duplicated, then ``ConnectedComponents`` (distributed, below) maps every id
@@ -100,13 +100,16 @@ def estimated_jaccard(sig_a: np.ndarray, sig_b: np.ndarray) -> float:
     return float(np.count_nonzero(np.asarray(sig_a) == np.asarray(sig_b))) / len(sig_a)
 
 
-def shingle_set(text: str, n: int, code: bool = False) -> bytes:
-    """The text's distinct shingle hashes (``minhash.shingle_hash``), sorted, as bytes."""
-    return np.unique(shingle_hashes(text, n=n, code=code)).astype(_SIG_DTYPE).tobytes()
+def sign(text: str, num_perm: int, n: int, code: bool = False) -> tuple[np.ndarray, bytes]:
+    """(MinHash signature, shingle set) of a text from one shingling pass; the set is the
+    text's distinct shingle hashes (``minhash.shingle_hash``), sorted, as bytes."""
+    hashes = shingle_hashes(text, n=n, code=code)
+    sig = signatures([hashes], num_perm=num_perm)[0]
+    return sig, np.unique(hashes).astype(_SIG_DTYPE).tobytes()
 
 
 def exact_jaccard(set_a: bytes, set_b: bytes) -> float:
-    """Jaccard similarity of two ``shingle_set`` values (0 when both are empty)."""
+    """Jaccard similarity of two shingle sets from ``sign`` (0 when both are empty)."""
     a, b = np.frombuffer(set_a, dtype=_SIG_DTYPE), np.frombuffer(set_b, dtype=_SIG_DTYPE)
     common = np.intersect1d(a, b, assume_unique=True).size
     union = a.size + b.size - common
@@ -268,9 +271,7 @@ class _BandFn(beam.DoFn):
         self._cfg = cfg
 
     def setup(self):
-        self._bands, self._rows = lsh_params(
-            self._cfg.threshold, self._cfg.num_perm, *RECALL_WEIGHTS
-        )
+        self._params = lsh_params(self._cfg.threshold, self._cfg.num_perm, *RECALL_WEIGHTS)
 
     def process(self, record):
         cfg = self._cfg
@@ -281,20 +282,14 @@ class _BandFn(beam.DoFn):
                 texts["s"] = (solution, True)
             out = []
             for kind, (text, code) in texts.items():
-                hashes = shingle_hashes(text, n=cfg.shingle_size, code=code)
-                sig = signatures([hashes], num_perm=cfg.num_perm)[0]
+                sig, shingle_set = sign(text, cfg.num_perm, cfg.shingle_size, code)
                 out += [(f"{kind}{key}", record["id"]) for key in band_keys(sig, *self._params)]
-                unique = np.unique(hashes).astype(_SIG_DTYPE).tobytes()
-                out.append(beam.pvalue.TaggedOutput(_SETS, ((kind, record["id"]), unique)))
+                out.append(beam.pvalue.TaggedOutput(_SETS, ((kind, record["id"]), shingle_set)))
         except Exception as exc:  # noqa: BLE001 - routed to the errors output with its text
             yield _error_output(record, exc)
             return
         yield from out
         yield beam.pvalue.TaggedOutput(_SIGNED, record)
-
-    @property
-    def _params(self):
-        return self._bands, self._rows
 
 
 def _star_candidates(bucket):
@@ -443,22 +438,15 @@ def _existing_items(file_and_field, default_field: str, num_perm: int, shingle_s
 
     path, field = file_and_field
     for item_id, text in _file_items(path, field or default_field):
-        yield (f"{path}#{item_id}", exact_key(text), *_sign(text, num_perm, shingle_size))
+        yield (f"{path}#{item_id}", exact_key(text), *sign(text, num_perm, shingle_size))
 
 
 def _new_items(record, num_perm: int, shingle_size: int):
     try:
         text = record["statement"]
-        yield record["id"], exact_key(text), *_sign(text, num_perm, shingle_size)
+        yield record["id"], exact_key(text), *sign(text, num_perm, shingle_size)
     except Exception:  # noqa: BLE001 - such a record goes to errors in the main dedup
         return
-
-
-def _sign(text: str, num_perm: int, shingle_size: int) -> tuple[bytes, bytes]:
-    """(signature bytes, shingle set bytes) of a text."""
-    hashes = shingle_hashes(text, n=shingle_size)
-    sig = signatures([hashes], num_perm=num_perm)[0].astype(_SIG_DTYPE).tobytes()
-    return sig, np.unique(hashes).astype(_SIG_DTYPE).tobytes()
 
 
 def _keyed_by_text(item, side: str):
@@ -468,7 +456,7 @@ def _keyed_by_text(item, side: str):
 
 def _banded(item, side: str, bands: int, rows: int):
     item_id, _, sig, shingles_set = item
-    for key in band_keys(np.frombuffer(sig, dtype=_SIG_DTYPE), bands, rows):
+    for key in band_keys(sig, bands, rows):
         yield key, (side, item_id, shingles_set)
 
 
