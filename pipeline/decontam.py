@@ -75,17 +75,25 @@ def _package_root(name: str):
         ) from None
 
 
+def parse_json_line(line: str) -> dict:
+    """One JSON object; ``ValueError`` with a short reason otherwise."""
+    try:
+        row = json.loads(line)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"not JSON ({exc.msg} at column {exc.colno})") from None
+    if not isinstance(row, dict):
+        raise ValueError(f"a JSON {type(row).__name__}, not an object")
+    return row
+
+
 def _read_json_lines(lines: Iterable[str], where: str) -> Iterator[dict]:
     for number, line in enumerate(lines, 1):
         if not line.strip():
             continue
         try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise BenchmarkError(f"{where}: line {number} is not JSON ({exc.msg})") from None
-        if not isinstance(row, dict):
-            raise BenchmarkError(f"{where}: line {number} is not a JSON object")
-        yield row
+            yield parse_json_line(line)
+        except ValueError as exc:
+            raise BenchmarkError(f"{where}: line {number} is {exc}") from None
 
 
 def _humaneval() -> Iterator[tuple[str, str]]:
@@ -115,7 +123,8 @@ def _aime2025() -> Iterator[tuple[str, str]]:
 _BUILTIN_LOADERS = {"humaneval": _humaneval, "gsm8k": _gsm8k, "aime2025": _aime2025}
 
 
-def _open(path: str):
+def open_raw(path: str):
+    """``path`` through Beam's FileSystems, bytes as stored (gzip is handled by the reader)."""
     from apache_beam.io.filesystems import FileSystems
 
     return FileSystems.open(path, compression_type="uncompressed")
@@ -126,14 +135,14 @@ def _file_rows(path: str, field: str) -> Iterator[dict]:
     if name.endswith(".parquet"):
         import pyarrow.parquet as pq
 
-        with _open(path) as handle:
+        with open_raw(path) as handle:
             parquet = pq.ParquetFile(handle)
             wanted = {*_ID_FIELDS, field}
             columns = [c for c in parquet.schema_arrow.names if c in wanted]
             for batch in parquet.iter_batches(columns=columns):
                 yield from batch.to_pylist()
     elif name.endswith(".json"):
-        with _open(path) as handle:
+        with open_raw(path) as handle:
             data = handle.read().decode("utf-8")
         if data.lstrip().startswith("["):
             try:
@@ -147,7 +156,7 @@ def _file_rows(path: str, field: str) -> Iterator[dict]:
         else:
             yield from _read_json_lines(data.splitlines(), path)
     else:
-        with _open(path) as raw:
+        with open_raw(path) as raw:
             binary = gzip.GzipFile(fileobj=raw) if name.endswith(".gz") else raw
             with io.TextIOWrapper(binary, encoding="utf-8") as lines:
                 yield from _read_json_lines(lines, path)

@@ -65,6 +65,7 @@ from pydantic import ValidationError
 
 from pipeline import records
 from pipeline.config import ConfigError, DecontamConfig, DedupConfig
+from pipeline.decontam import open_raw, parse_json_line
 from pipeline.run import (
     TABLE_DIRS,
     OutputError,
@@ -212,17 +213,6 @@ def text_problem(row: dict, field: str) -> str | None:
     return None
 
 
-def parse_json_line(line: str) -> dict:
-    """One JSON object; ``ValueError`` with a short reason otherwise."""
-    try:
-        row = json.loads(line)
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"not JSON ({exc.msg} at column {exc.colno})") from None
-    if not isinstance(row, dict):
-        raise ValueError(f"a JSON {type(row).__name__}, not an object")
-    return row
-
-
 def rejected(row: dict, reason: str, detail: str) -> dict:
     return {**row, "reason": reason, "detail": detail}
 
@@ -322,13 +312,9 @@ def shard_count(input_bytes: int, bytes_per_shard: int, most: int) -> int:
 # ---- reading ------------------------------------------------------------------------------
 
 
-def _open(path: str):
-    return FileSystems.open(path, compression_type="uncompressed")
-
-
 def parquet_schema(path: str) -> pa.Schema:
     try:
-        with _open(path) as handle:
+        with open_raw(path) as handle:
             return pq.ParquetFile(handle).schema_arrow
     except (OSError, pa.ArrowException) as exc:
         raise ReadError(f"cannot read {path}: {exc}") from None
@@ -371,7 +357,7 @@ def check_parquet_inputs(inputs: Inputs, field: str, id_field: str) -> bool:
 
 def _jsonl_rows(path: str) -> Iterator[tuple[dict | None, str | None]]:
     """(row, None) per JSON object line; (None, why) per line that is not one."""
-    with _open(path) as raw:
+    with open_raw(path) as raw:
         binary = gzip.GzipFile(fileobj=raw) if path.lower().endswith(".gz") else raw
         with io.TextIOWrapper(binary, encoding="utf-8-sig") as lines:
             for number, line in enumerate(lines, 1):
@@ -384,7 +370,7 @@ def _jsonl_rows(path: str) -> Iterator[tuple[dict | None, str | None]]:
 
 
 def _parquet_rows(path: str) -> Iterator[tuple[dict | None, str | None]]:
-    with _open(path) as handle:
+    with open_raw(path) as handle:
         for batch in pq.ParquetFile(handle).iter_batches(batch_size=_INFER_BATCH):
             for row in batch.to_pylist():
                 yield row, None
