@@ -39,6 +39,18 @@ def _runner(beam_args: list[str]) -> str | None:
     return None
 
 
+def _beam_args(args, beam_args: list[str]) -> list[str]:
+    """Beam's flags with the default runner, and Beam's own logging of a failed bundle (with
+    its traceback) silenced: the user gets a one-line summary; --debug shows everything."""
+    if not getattr(args, "debug", False):
+        logging.getLogger("apache_beam.runners.common").setLevel(logging.CRITICAL)
+    if _runner(beam_args) is None:
+        # The DirectRunner first tries to download the Prism runner; its in-process engine
+        # (FnApiRunner) needs nothing from the network.
+        return ["--runner=FnApiRunner", *beam_args]
+    return beam_args
+
+
 def _one_line(exc: BaseException) -> str:
     text = str(exc)
     fatal = re.search(r"(?:TeacherFatalError|SandboxUnavailable): (.+)", text)
@@ -58,10 +70,7 @@ def cmd_run(args, beam_args: list[str]) -> int:
         print(f"synthgen: config error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     runner = _runner(beam_args)
-    if runner is None:
-        # The DirectRunner first tries to download the Prism runner; its in-process engine
-        # (FnApiRunner) needs nothing from the network.
-        beam_args = ["--runner=FnApiRunner", *beam_args]
+    beam_args = _beam_args(args, beam_args)
     local = runner is None or runner.lower() in _LOCAL_RUNNERS
     if local and cfg.teacher.base_url != "builtin" and not os.environ.get(cfg.teacher.api_key_env):
         print(
@@ -78,10 +87,6 @@ def cmd_run(args, beam_args: list[str]) -> int:
         except SandboxUnavailable as exc:
             print(f"synthgen: {exc}", file=sys.stderr)
             return EXIT_FAILURE
-    if not getattr(args, "debug", False):
-        # A failed bundle is logged by Beam with its traceback before the run raises; the
-        # user gets the one-line summary below (--debug shows everything).
-        logging.getLogger("apache_beam.runners.common").setLevel(logging.CRITICAL)
     from pipeline.run import OutputError, run
 
     try:
@@ -199,10 +204,7 @@ def cmd_stage(args, beam_args: list[str]) -> int:
     except ConfigError as exc:
         print(f"synthgen: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    if _runner(beam_args) is None:
-        beam_args = ["--runner=FnApiRunner", *beam_args]
-    if not getattr(args, "debug", False):
-        logging.getLogger("apache_beam.runners.common").setLevel(logging.CRITICAL)
+    beam_args = _beam_args(args, beam_args)
     job = Job(args.command, args.input, args.output, args.field, args.id_field, cfg)
     try:
         manifest = run_stage(job, beam_args, overwrite=args.overwrite)

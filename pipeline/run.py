@@ -179,6 +179,21 @@ def _teacher_summary(cfg: Config, counters: dict) -> dict:
     }
 
 
+def new_run_id() -> str:
+    """Sortable by start time, unique: ``20261129-231538-98857f``."""
+    return time.strftime("%Y%m%d-%H%M%S") + "-" + uuid.uuid4().hex[:6]
+
+
+def manifest_header(run_id: str, elapsed: float) -> dict:
+    """What every synthgen manifest starts with: the run, when, how long, which versions."""
+    return {
+        "run_id": run_id,
+        "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "elapsed_s": round(elapsed, 3),
+        "versions": _versions(),
+    }
+
+
 def build_manifest(cfg: Config, run_id: str, requested: int, stats: list[dict], counters, elapsed):
     by_table = {t: [s for s in stats if s["table"] == t] for t in TABLE_DIRS}
     rejected = Counter()
@@ -193,10 +208,7 @@ def build_manifest(cfg: Config, run_id: str, requested: int, stats: list[dict], 
     shard_fields = ("file", "rows", "tokens", "bytes", "sha256")
     return {
         "schema_version": records.SCHEMA_VERSION,
-        "run_id": run_id,
-        "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "elapsed_s": round(elapsed, 3),
-        "versions": _versions(),
+        **manifest_header(run_id, elapsed),
         "config": cfg.model_dump(mode="json"),
         "config_hash": cfg.config_hash(),
         "prompts": prompt_hashes(),
@@ -227,7 +239,7 @@ def run(cfg: Config, output: str, beam_args: list[str], overwrite: bool = False)
         raise OutputError(f"output directory {output} is not empty; pass --overwrite to replace it")
     seeds = make_seeds(cfg)
     load_tokenizer(cfg.tokens.tokenizer)  # fail now, not on a worker, if it cannot load
-    run_id = time.strftime("%Y%m%d-%H%M%S") + "-" + uuid.uuid4().hex[:6]
+    run_id = new_run_id()
     tmp_dir = FileSystems.join(output, f".tmp-{run_id}")
     started = time.monotonic()
     options = PipelineOptions(beam_args)

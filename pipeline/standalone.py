@@ -49,7 +49,6 @@ import io
 import json
 import math
 import time
-import uuid
 import zlib
 from collections import Counter
 from collections.abc import Iterable, Iterator
@@ -73,7 +72,8 @@ from pipeline.run import (
     _delete_tree,
     _files_under,
     _read_stats,
-    _versions,
+    manifest_header,
+    new_run_id,
     publish,
 )
 from pipeline.write import ROW_GROUP_ROWS, shard_name, shard_of
@@ -710,10 +710,7 @@ def build_manifest(
     shard_fields = ("file", "rows", "bytes", "sha256")
     return {
         "command": job.command,
-        "run_id": run_id,
-        "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "elapsed_s": round(elapsed, 3),
-        "versions": _versions(),
+        **manifest_header(run_id, elapsed),
         "input": {
             "glob": job.input_glob,
             "format": inputs.format,
@@ -776,7 +773,7 @@ def run_stage(job: Job, beam_args: list[str], overwrite: bool = False) -> dict:
         from pipeline.decontam import check_benchmarks
 
         check_benchmarks(job.stage.benchmarks)
-    run_id = time.strftime("%Y%m%d-%H%M%S") + "-" + uuid.uuid4().hex[:6]
+    run_id = new_run_id()
     tmp_dir = FileSystems.join(output, f".tmp-{run_id}")
     output_existed = FileSystems.exists(output)
     started = time.monotonic()
