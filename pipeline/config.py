@@ -181,15 +181,34 @@ class DecontamConfig(_Section):
 
 class TokensConfig(_Section):
     tokenizer: str = Field(
-        "qwen2", description="'qwen2' (offline default), a tokenizer.json path or a HF name"
+        "qwen2",
+        description="'qwen2' (offline default), a tokenizer.json path or URL, or a HF hub name",
     )
-    chat_template: Literal["chatml"] = "chatml"
+    chat_template: str = Field(
+        "auto",
+        description="'auto' (the tokenizer's own, else ChatML), 'chatml', a Jinja file or text",
+    )
     max_length: int = Field(4096, ge=16, le=1 << 20)
+    pack: int | None = Field(
+        None, ge=64, le=1 << 20, description="pack samples into sequences of this many tokens"
+    )
 
 
 class OutputConfig(_Section):
-    shards: int = Field(4, ge=1, le=100_000)
+    shards: int | None = Field(
+        None, ge=1, le=100_000, description="a fixed number of shards per table"
+    )
+    shard_rows: int = Field(100_000, ge=1, description="target rows per shard")
+    shard_tokens: int | None = Field(
+        None, ge=1, description="target tokens per shard of data/ and packed/"
+    )
     compression: Literal["zstd", "snappy", "gzip", "none"] = "zstd"
+
+    @model_validator(mode="after")
+    def _one_size_rule(self):
+        if self.shards and self.shard_tokens:
+            raise ValueError("give output.shards or output.shard_tokens, not both")
+        return self
 
 
 class Config(_Section):

@@ -1,3 +1,5 @@
+import json
+
 import apache_beam as beam
 import numpy as np
 import pytest
@@ -6,9 +8,36 @@ from apache_beam.testing.util import assert_that, equal_to
 
 from pipeline import records
 from pipeline.config import TokensConfig
-from pipeline.tokens import IM_END, Tokenize, assistant_text, encode_chat, load_tokenizer
+from pipeline.tokens import (
+    IM_END,
+    Tokenize,
+    assistant_text,
+    chat_layout,
+    check_tokens,
+    encode_chat,
+    load_tokenizer,
+)
 
 FNAPI = ["--runner=FnApiRunner"]
+CHATML_TOKENS = ["<|im_start|>", "<|im_end|>", "<|endoftext|>"]
+# The shape of Qwen2.5's own template: a default system turn when none is given.
+QWEN25_TEMPLATE = (
+    "{%- if messages[0]['role'] == 'system' %}"
+    "{{- '<|im_start|>system\\n' + messages[0]['content'] + '<|im_end|>\\n' }}"
+    "{%- else %}"
+    "{{- '<|im_start|>system\\nYou are a helpful assistant.<|im_end|>\\n' }}"
+    "{%- endif %}"
+    "{%- for message in messages %}"
+    "{{- '<|im_start|>' + message.role + '\\n' + message.content + '<|im_end|>' + '\\n' }}"
+    "{%- endfor %}"
+    "{%- if add_generation_prompt %}{{- '<|im_start|>assistant\\n' }}{%- endif %}"
+)
+# The shape of Llama 3's: bos token, headers, trimmed content, <|eot_id|> closes a turn.
+LLAMA3_TEMPLATE = (
+    "{{- bos_token }}{% for message in messages %}"
+    "{{ '<|start_header_id|>' + message['role'] + '<|end_header_id|>\\n\\n'"
+    " + message['content'] | trim + '<|eot_id|>' }}{% endfor %}"
+)
 
 
 @pytest.fixture(scope="module")
@@ -16,17 +45,39 @@ def tok():
     return load_tokenizer("qwen2")
 
 
+@pytest.fixture(scope="module")
+def chatml():
+    return chat_layout("qwen2", "auto")
+
+
+def char_tokenizer(folder, specials, config=None, name="tokenizer.json"):
+    """A real HF tokenizer.json (one token per character) with ``specials``, and optionally a
+    tokenizer_config.json beside it."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+
+    chars = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789 \n.,:!?`'()=+-_*#/"
+    hf = Tokenizer(models.WordLevel({c: i for i, c in enumerate(chars)}, unk_token="?"))
+    hf.pre_tokenizer = pre_tokenizers.Split("", "isolated")
+    hf.decoder = decoders.Fuse()
+    hf.add_special_tokens(specials)
+    folder.mkdir(parents=True, exist_ok=True)
+    hf.save(str(folder / name))
+    if config is not None:
+        (folder / "tokenizer_config.json").write_text(json.dumps(config))
+    return str(folder / name)
+
+
 @pytest.mark.parametrize(
     "user, assistant",
     [
         ("Add two numbers.", "```python\ndef add(a, b):\n    return a + b\n```"),
-        ("  leading and trailing spaces  ", "\n\nnewlines first"),
+        ("leading and trailing spaces", "\n\nnewlines first"),
         ("Unicode: café 数学 🚀", "Résultat: \\boxed{7/3}"),
         ("", "x"),
     ],
 )
-def test_chat_round_trip_and_mask(tok, user, assistant):
-    ids, mask = encode_chat(tok, user, assistant)
+def test_chat_round_trip_and_mask(tok, chatml, user, assistant):
+    ids, mask = encode_chat(tok, chatml, user, assistant)
     assert ids.dtype == np.int32 and mask.dtype == np.int8 and len(ids) == len(mask)
     text = tok.decode(ids)
     assert (
@@ -34,41 +85,149 @@ def test_chat_round_trip_and_mask(tok, user, assistant):
         == f"<|im_start|>user\n{user}<|im_end|>\n<|im_start|>assistant\n{assistant}<|im_end|>\n"
     )
     assert tok.decode(ids[mask == 1]) == assistant + IM_END
+    # The masked tokens are one contiguous run: the answer and its closing token.
+    ones = np.flatnonzero(mask)
+    assert (np.diff(ones) == 1).all()
 
 
-def test_special_tokens_in_teacher_text_are_refused(tok):
-    with pytest.raises(ValueError, match="special token <|im_end|>"):
-        encode_chat(tok, "fine", "sneaky <|im_end|> text")
+@pytest.mark.parametrize("special", ["<|im_end|>", "<|endoftext|>", "<|extra_7|>"])
+def test_special_tokens_in_teacher_text_are_refused(tok, chatml, special):
+    with pytest.raises(ValueError, match=f"special token {special}"):
+        encode_chat(tok, chatml, "fine", f"sneaky {special} text")
 
 
-def test_default_tokenizer_is_qwen2(tok):
+def test_default_tokenizer_is_qwen2(tok, chatml):
     assert tok.vocab_size > 151_000
-    assert tok.special_ids[IM_END] == 151645
+    assert tok.specials[IM_END] == 151645
+    assert tok.eos_token == "<|endoftext|>" and tok.eos_id == 151643
     assert len(tok.files_hash) == 64
+    assert chatml.source == "chatml" and chatml.post_masked == 1
 
 
-def test_tokenizer_json_path(tmp_path):
-    from tokenizers import Tokenizer, models, pre_tokenizers
-
-    vocab = {c: i for i, c in enumerate("abcdefghijklmnopqrstuvwxyz \n")}
-    hf = Tokenizer(models.WordLevel(vocab, unk_token="a"))
-    hf.pre_tokenizer = pre_tokenizers.Split("", "isolated")
-    hf.add_special_tokens(["<|im_start|>", "<|im_end|>", "<|endoftext|>"])
-    path = tmp_path / "tokenizer.json"
-    hf.save(str(path))
-    tok = load_tokenizer(str(path))
-    assert tok.name == "tokenizer.json"
-    ids, mask = encode_chat(tok, "hi", "yo")
+def test_tokenizer_json_path_with_chatml(tmp_path):
+    path = char_tokenizer(tmp_path, CHATML_TOKENS)
+    tok = load_tokenizer(path)
+    assert tok.name == path
+    layout = chat_layout(path, "auto")
+    assert layout.source == "chatml"  # no tokenizer_config.json: the built-in ChatML
+    ids, mask = encode_chat(tok, layout, "hi", "yo")
     assert mask.sum() == 3  # "y", "o", <|im_end|>
+    assert (
+        tok.decode(ids) == "<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\nyo<|im_end|>\n"
+    )
 
 
-def test_tokenizer_without_chatml_tokens_is_refused(tmp_path):
-    from tokenizers import Tokenizer, models
+def test_template_from_tokenizer_config_with_a_default_system_turn(tmp_path):
+    config = {"chat_template": QWEN25_TEMPLATE, "eos_token": "<|im_end|>"}
+    path = char_tokenizer(tmp_path, CHATML_TOKENS, config)
+    tok, layout = load_tokenizer(path), chat_layout(path, "auto")
+    assert layout.source == "tokenizer"
+    ids, mask = encode_chat(tok, layout, "add 2 and 3", "5")
+    assert tok.decode(ids) == (
+        "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n"
+        "<|im_start|>user\nadd 2 and 3<|im_end|>\n<|im_start|>assistant\n5<|im_end|>\n"
+    )
+    assert tok.decode(ids[mask == 1]) == "5<|im_end|>"
+    # The directory works as well as the file, and "chatml" overrides the tokenizer's own.
+    assert load_tokenizer(str(tmp_path)).files_hash == tok.files_hash
+    assert chat_layout(path, "chatml").source == "chatml"
 
-    path = tmp_path / "tokenizer.json"
-    Tokenizer(models.WordLevel({"a": 0}, unk_token="a")).save(str(path))
-    with pytest.raises(ValueError, match="has no <|im_start|> token"):
-        load_tokenizer(str(path))
+
+def test_llama3_style_template_masks_through_eot(tmp_path):
+    specials = ["<|begin_of_text|>", "<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>"]
+    config = {
+        "chat_template": LLAMA3_TEMPLATE,
+        "bos_token": "<|begin_of_text|>",
+        "eos_token": {"content": "<|eot_id|>", "special": True},
+    }
+    path = char_tokenizer(tmp_path, specials, config)
+    tok, layout = load_tokenizer(path), chat_layout(path, "auto")
+    assert tok.eos_token == "<|eot_id|>"
+    ids, mask = encode_chat(tok, layout, "hi", "yo")
+    assert tok.decode(ids).startswith("<|begin_of_text|><|start_header_id|>user")
+    assert tok.decode(ids[mask == 1]) == "yo<|eot_id|>"
+    check_tokens(TokensConfig(tokenizer=path, pack=128))
+
+
+def test_chat_template_file_beside_the_tokenizer_and_inline(tmp_path):
+    path = char_tokenizer(tmp_path, CHATML_TOKENS)
+    (tmp_path / "chat_template.jinja").write_text(QWEN25_TEMPLATE)
+    load_tokenizer.cache_clear()
+    chat_layout.cache_clear()
+    assert chat_layout(path, "auto").source == "tokenizer"
+    inline = "{% for m in messages %}<|im_start|>{{ m.content }}<|im_end|>{% endfor %}"
+    tok, layout = load_tokenizer(path), chat_layout(path, inline)
+    assert layout.source == "inline"
+    ids, mask = encode_chat(tok, layout, "a", "b")
+    assert tok.decode(ids) == "<|im_start|>a<|im_end|><|im_start|>b<|im_end|>"
+    assert tok.decode(ids[mask == 1]) == "b<|im_end|>"
+    other = tmp_path / "other.jinja"
+    other.write_text(inline)
+    assert chat_layout(path, str(other)).sha256 == layout.sha256
+
+
+@pytest.mark.parametrize(
+    "template, message",
+    [
+        ("{% for m in messages %}{{ m.content | upper }}{% endfor %}", "verbatim"),
+        (
+            "{% for m in messages %}{{ m.content[:5] }}{% endfor %}",
+            "verbatim",
+        ),
+        ("{{ raise_exception('no assistant turns') }}", "no assistant turns"),
+    ],
+)
+def test_templates_that_cannot_be_cut_are_refused(tmp_path, template, message):
+    path = char_tokenizer(tmp_path, CHATML_TOKENS)
+    with pytest.raises(ValueError, match=f"tokens.chat_template: .*{message}"):
+        check_tokens(TokensConfig(tokenizer=path, chat_template=template))
+
+
+def test_content_dependent_template_is_refused(tmp_path):
+    path = char_tokenizer(tmp_path, CHATML_TOKENS)
+    template = "{% for m in messages %}{{ m.content | length }}:{{ m.content }};{% endfor %}"
+    with pytest.raises(ValueError, match="depends on the message contents"):
+        check_tokens(TokensConfig(tokenizer=path, chat_template=template))
+
+
+def test_tokenizer_without_chatml_tokens_needs_a_template(tmp_path):
+    path = char_tokenizer(tmp_path, ["</s>"])
+    with pytest.raises(ValueError, match="ChatML needs the special token <|im_start|>"):
+        check_tokens(TokensConfig(tokenizer=path))
+    with pytest.raises(ValueError, match="has no end-of-document token"):
+        check_tokens(
+            TokensConfig(
+                tokenizer=path,
+                chat_template="{{ messages[0].content }}</s>{{ messages[1].content }}</s>",
+                pack=128,
+            )
+        )
+
+
+def test_missing_tokenizer_file_is_one_clear_error(tmp_path):
+    with pytest.raises(ValueError, match="cannot load .*does not exist"):
+        check_tokens(TokensConfig(tokenizer=str(tmp_path / "nope" / "tokenizer.json")))
+
+
+def test_hub_name_loads_through_the_hub_client(tmp_path, monkeypatch):
+    """The hub path, offline: hf_hub_download serves a repo from a local hub cache laid out
+    as the hub client itself writes it (refs/main -> snapshots/<commit>/<file>)."""
+    commit = "0123456789abcdef0123456789abcdef01234567"
+    repo = tmp_path / "hub" / "models--synthgen--char-tokenizer"
+    (repo / "refs").mkdir(parents=True)
+    (repo / "refs" / "main").write_text(commit)
+    char_tokenizer(repo / "snapshots" / commit, CHATML_TOKENS, {"chat_template": QWEN25_TEMPLATE})
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
+    import huggingface_hub.constants as hub
+
+    monkeypatch.setattr(hub, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(hub, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    tok = load_tokenizer("synthgen/char-tokenizer")
+    assert tok.name == "synthgen/char-tokenizer" and "<|im_end|>" in tok.specials
+    assert chat_layout("synthgen/char-tokenizer", "auto").source == "tokenizer"
+    with pytest.raises(ValueError, match="cannot load 'synthgen/absent'"):
+        check_tokens(TokensConfig(tokenizer="synthgen/absent"))
 
 
 def test_assistant_text_by_domain():
@@ -99,4 +258,14 @@ def test_tokenize_transform_conserves_records():
             out.errors | "E" >> beam.Map(lambda r: (r["id"], r["reason"])),
             equal_to([("bad", records.ERROR)]),
             label="errors",
+        )
+
+
+def test_packing_lowers_the_length_limit():
+    samples = [_sample(1), _sample(2, "y " * 70)]  # ~25 and ~95 tokens
+    with BeamTestPipeline(argv=FNAPI) as p:
+        out = p | beam.Create(samples) | Tokenize(TokensConfig(max_length=4096, pack=64))
+        assert_that(
+            out.dropped | beam.Map(lambda r: (r["id"], r["detail"].split(" > ")[1])),
+            equal_to([("s2", "tokens.pack - 1 63")]),
         )
