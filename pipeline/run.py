@@ -38,11 +38,16 @@ from pipeline.dedup import Dedup
 from pipeline.generate import GenerateAttempts, GenerateProblems, make_seeds
 from pipeline.language import FilterLanguage
 from pipeline.prompts import prompt_hashes
-from pipeline.tokens import Tokenize, load_tokenizer
+from pipeline.tokens import Tokenize, chat_layout, check_tokens, length_limit, load_tokenizer
 from pipeline.verify import SelectAttempt, VerifyAttempts, VerifyReference, errored_attempt
-from pipeline.write import WriteShards
+from pipeline.write import TOKEN_TABLES, WriteShards
 
-TABLE_DIRS = ("data", "rejected", "attempts")
+TABLE_DIRS = ("data", "rejected", "attempts", "packed")
+
+
+def tables(cfg: Config) -> tuple[str, ...]:
+    """The output tables this configuration writes (``packed`` only with ``tokens.pack``)."""
+    return TABLE_DIRS if cfg.tokens.pack else TABLE_DIRS[:3]
 MANIFEST = "manifest.json"
 _PACKAGES = ("apache-beam", "openai", "pyarrow", "datasketch", "langdetect", "tiktoken", "pydantic")
 
@@ -86,15 +91,19 @@ def build(p: beam.Pipeline, cfg: Config, seeds: list[dict], out_dir: str, run_id
         | "RejectedRows" >> beam.Map(rejected_row)
     )
     stats_dir = FileSystems.join(out_dir, "_stats")
-    shards, compression = cfg.output.shards, cfg.output.compression
-    for table, rows in (
-        ("data", tokens.kept),
-        ("rejected", rejected),
-        ("attempts", selected.attempt_rows),
-    ):
-        directory = FileSystems.join(out_dir, table)
+    outputs = {"data": tokens.kept, "rejected": rejected, "attempts": selected.attempt_rows}
+    pack = None
+    if cfg.tokens.pack:
+        tok = load_tokenizer(cfg.tokens.tokenizer)
+        outputs["packed"] = tokens.kept
+        pack = (cfg.tokens.pack, tok.eos_id, tok.name)
+    for table, rows in outputs.items():
         rows | f"Write{table.capitalize()}" >> WriteShards(
-            table, directory, stats_dir, shards, compression
+            table,
+            FileSystems.join(out_dir, table),
+            stats_dir,
+            cfg.output,
+            pack if table == "packed" else None,
         )
 
 
@@ -179,6 +188,26 @@ def _teacher_summary(cfg: Config, counters: dict) -> dict:
     }
 
 
+def _token_summary(cfg: Config, by_table: dict) -> dict:
+    data = by_table["data"]
+    summary = {
+        "data": sum(s["tokens"] for s in data),
+        "samples": sum(s["rows"] for s in data),
+        "max_length": length_limit(cfg.tokens),
+    }
+    if cfg.tokens.pack:
+        packed = by_table["packed"]
+        rows, tokens = sum(s["rows"] for s in packed), sum(s["tokens"] for s in packed)
+        summary["packed"] = {
+            "seq_len": cfg.tokens.pack,
+            "rows": rows,
+            "samples": sum(s["samples"] for s in packed),
+            "tokens": tokens,
+            "fill": round(tokens / (rows * cfg.tokens.pack), 4) if rows else 0.0,
+        }
+    return summary
+
+
 def new_run_id() -> str:
     """Sortable by start time, unique: ``20261129-231538-98857f``."""
     return time.strftime("%Y%m%d-%H%M%S") + "-" + uuid.uuid4().hex[:6]
@@ -195,7 +224,8 @@ def manifest_header(run_id: str, elapsed: float) -> dict:
 
 
 def build_manifest(cfg: Config, run_id: str, requested: int, stats: list[dict], counters, elapsed):
-    by_table = {t: [s for s in stats if s["table"] == t] for t in TABLE_DIRS}
+    names = tables(cfg)
+    by_table = {t: [s for s in stats if s["table"] == t] for t in names}
     rejected = Counter()
     for s in by_table["rejected"]:
         rejected.update(s["by_reason"])
@@ -205,6 +235,10 @@ def build_manifest(cfg: Config, run_id: str, requested: int, stats: list[dict], 
         isolation.update(s.get("isolation_levels", {}))
         judges.update(s.get("judge_modes", {}))
     tok = load_tokenizer(cfg.tokens.tokenizer)
+    layout = chat_layout(cfg.tokens.tokenizer, cfg.tokens.chat_template)
+    written = {name for t in TOKEN_TABLES for s in by_table.get(t, []) for name in s["tokenizers"]}
+    if written - {tok.name}:
+        raise OutputError(f"refusing to mix tokenizers in one output: {sorted(written)}")
     shard_fields = ("file", "rows", "tokens", "bytes", "sha256")
     return {
         "schema_version": records.SCHEMA_VERSION,
@@ -212,7 +246,13 @@ def build_manifest(cfg: Config, run_id: str, requested: int, stats: list[dict], 
         "config": cfg.model_dump(mode="json"),
         "config_hash": cfg.config_hash(),
         "prompts": prompt_hashes(),
-        "tokenizer": {"name": tok.name, "vocab_size": tok.vocab_size, "sha256": tok.files_hash},
+        "tokenizer": {
+            "name": tok.name,
+            "vocab_size": tok.vocab_size,
+            "sha256": tok.files_hash,
+            "chat_template": {"source": layout.source, "sha256": layout.sha256},
+            "eos_token": tok.eos_token,
+        },
         "funnel": {
             "requested": requested,
             "kept": kept,
@@ -225,10 +265,10 @@ def build_manifest(cfg: Config, run_id: str, requested: int, stats: list[dict], 
             "isolation_levels": dict(isolation),
             "judge_modes": dict(judges),
         },
-        "tokens": {"data": sum(s["tokens"] for s in by_table["data"])},
+        "tokens": _token_summary(cfg, by_table),
         "teacher": _teacher_summary(cfg, counters),
         "stages": {ns: v for ns, v in sorted(counters.items()) if not ns.startswith("teacher.")},
-        "shards": {t: [{k: s[k] for k in shard_fields} for s in by_table[t]] for t in TABLE_DIRS},
+        "shards": {t: [{k: s[k] for k in shard_fields} for s in by_table[t]] for t in names},
     }
 
 
@@ -238,7 +278,7 @@ def run(cfg: Config, output: str, beam_args: list[str], overwrite: bool = False)
     if _files_under(output) and not overwrite:
         raise OutputError(f"output directory {output} is not empty; pass --overwrite to replace it")
     seeds = make_seeds(cfg)
-    load_tokenizer(cfg.tokens.tokenizer)  # fail now, not on a worker, if it cannot load
+    check_tokens(cfg.tokens)  # fail now, not on a worker
     run_id = new_run_id()
     tmp_dir = FileSystems.join(output, f".tmp-{run_id}")
     started = time.monotonic()
@@ -251,7 +291,7 @@ def run(cfg: Config, output: str, beam_args: list[str], overwrite: bool = False)
     manifest = build_manifest(
         cfg, run_id, len(seeds), stats, _counters(result), time.monotonic() - started
     )
-    publish(tmp_dir, output, manifest, TABLE_DIRS)
+    publish(tmp_dir, output, manifest, tables(cfg), stale=TABLE_DIRS)
     return manifest
 
 

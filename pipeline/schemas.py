@@ -16,7 +16,12 @@ import pyarrow as pa
 from pipeline.records import SCHEMA_VERSION
 from pipeline.resources import resource_dir
 
-TABLES = {"data": "data_row", "rejected": "rejected_row", "attempts": "attempt_row"}
+TABLES = {
+    "data": "data_row",
+    "packed": "packed_row",
+    "rejected": "rejected_row",
+    "attempts": "attempt_row",
+}
 
 _INTEGERS = {"int8": pa.int8(), "int16": pa.int16(), "int32": pa.int32(), "int64": pa.int64()}
 

@@ -175,12 +175,15 @@ def test_tokens_decode_back_to_the_conversation(e2e):
 def test_manifest_describes_the_run(e2e):
     m = e2e["manifest"]
     assert m["tokenizer"]["name"] == "qwen2" and len(m["tokenizer"]["sha256"]) == 64
+    assert m["tokenizer"]["chat_template"]["source"] == "chatml"
+    assert m["tokens"]["data"] == e2e["data"]["num_tokens"].sum()
+    assert m["tokens"]["samples"] == len(e2e["data"]) == m["funnel"]["kept"]
     assert len(m["prompts"]) == 4
     assert m["teacher"]["total"]["requests"] > len(e2e["data"])
     assert m["teacher"]["total"]["completion_tokens"] > 0
     for table in ("data", "rejected", "attempts"):
         shards = m["shards"][table]
-        assert len(shards) == e2e["cfg"].output.shards
+        assert len(shards) == max(1, -(-len(e2e[table]) // e2e["cfg"].output.shard_rows))
         assert sum(s["rows"] for s in shards) == len(e2e[table])
     assert sum(s["tokens"] for s in m["shards"]["data"]) == e2e["data"]["num_tokens"].sum()
 

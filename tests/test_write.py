@@ -5,10 +5,12 @@ import apache_beam as beam
 import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
+import pytest
 from apache_beam.testing.test_pipeline import TestPipeline as BeamTestPipeline
 
+from pipeline.config import OutputConfig
 from pipeline.schemas import arrow_schema
-from pipeline.write import WriteShards, rows_to_table, shard_of
+from pipeline.write import WriteShards, row_group_rows, rows_to_table, shard_of
 
 FNAPI = ["--runner=FnApiRunner"]
 
@@ -49,7 +51,7 @@ def test_round_trip_balanced_shards(tmp_path):
     rows = [data_row(i) for i in range(400)]
     out, stats = str(tmp_path / "data"), str(tmp_path / "stats")
     with BeamTestPipeline(argv=FNAPI) as p:
-        _ = p | beam.Create(rows) | WriteShards("data", out, stats, 4, "zstd")
+        _ = p | beam.Create(rows) | WriteShards("data", out, stats, OutputConfig(shards=4))
     files = sorted((tmp_path / "data").glob("*.parquet"))
     assert [f.name for f in files] == [f"part-{i:05d}-of-00004.parquet" for i in range(4)]
     counts = [pq.read_metadata(f).num_rows for f in files]
@@ -83,7 +85,7 @@ def test_every_shard_is_written_even_when_empty(tmp_path):
         "config_hash": "c",
     }
     with BeamTestPipeline(argv=FNAPI) as p:
-        _ = p | beam.Create([row]) | WriteShards("rejected", out, stats, 3, "zstd")
+        _ = p | beam.Create([row]) | WriteShards("rejected", out, stats, OutputConfig(shards=3))
     files = sorted((tmp_path / "rejected").glob("*.parquet"))
     assert len(files) == 3
     assert sum(pq.read_metadata(f).num_rows for f in files) == 1
@@ -118,3 +120,47 @@ def test_rows_to_table_fills_missing_optional_fields():
         arrow_schema("attempts"),
     )
     assert table.num_rows == 1 and table.column("answer").null_count == 1
+
+
+def _write(tmp_path, rows, output: OutputConfig, table="data") -> list[dict]:
+    out, stats = str(tmp_path / table), str(tmp_path / "stats")
+    with BeamTestPipeline(argv=FNAPI) as p:
+        _ = p | beam.Create(rows) | WriteShards(table, out, stats, output)
+    return [json.loads(f.read_text()) for f in sorted((tmp_path / "stats").glob("*.json"))]
+
+
+@pytest.mark.parametrize(
+    "output, expected",
+    [
+        (OutputConfig(shard_rows=150), 3),  # ceil(400 / 150)
+        (OutputConfig(shard_rows=1000), 1),
+        (OutputConfig(shard_tokens=1000), 4),  # 3,197 tokens
+        (OutputConfig(shard_rows=1, shard_tokens=400), 8),  # tokens win for data/
+    ],
+)
+def test_shard_count_follows_the_target_size(tmp_path, output, expected):
+    rows = [data_row(i) for i in range(400)]
+    assert sum(r["num_tokens"] for r in rows) == 3197
+    stats = _write(tmp_path, rows, output)
+    assert [s["file"] for s in stats] == [
+        f"data/part-{i:05d}-of-{expected:05d}.parquet" for i in range(expected)
+    ]
+    assert sum(s["rows"] for s in stats) == 400
+    if expected > 1 and output.shard_tokens is None:
+        assert max(s["rows"] for s in stats) <= 1.25 * output.shard_rows
+    assert all(s["tokenizers"] == ["qwen2"] for s in stats if s["rows"])
+
+
+def test_an_empty_table_is_one_empty_shard(tmp_path):
+    stats = _write(tmp_path, [], OutputConfig(shard_rows=10))
+    assert [(s["file"], s["rows"]) for s in stats] == [("data/part-00000-of-00001.parquet", 0)]
+    assert pq.read_table(tmp_path / stats[0]["file"]).schema.names == arrow_schema("data").names
+
+
+def test_row_groups_are_sized_by_bytes():
+    small = rows_to_table([data_row(i) for i in range(10)], arrow_schema("data"))
+    assert row_group_rows(small) == 8192
+    big_row = {**data_row(0), "input_ids": np.zeros(2_000_000, np.int32)}
+    big_row["loss_mask"] = np.zeros(2_000_000, np.int8)
+    big = rows_to_table([big_row] * 4, arrow_schema("data"))
+    assert row_group_rows(big) == (64 << 20) // (big.nbytes // 4)  # 6 rows of ~10 MB
