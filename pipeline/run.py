@@ -40,7 +40,7 @@ from pipeline.language import FilterLanguage
 from pipeline.prompts import prompt_hashes
 from pipeline.tokens import Tokenize, chat_layout, check_tokens, length_limit, load_tokenizer
 from pipeline.verify import SelectAttempt, VerifyAttempts, VerifyReference, errored_attempt
-from pipeline.write import TOKEN_TABLES, WriteShards
+from pipeline.write import STATS_DIR, TOKEN_TABLES, WriteShards
 
 TABLE_DIRS = ("data", "rejected", "attempts", "packed")
 
@@ -48,7 +48,10 @@ TABLE_DIRS = ("data", "rejected", "attempts", "packed")
 def tables(cfg: Config) -> tuple[str, ...]:
     """The output tables this configuration writes (``packed`` only with ``tokens.pack``)."""
     return TABLE_DIRS if cfg.tokens.pack else TABLE_DIRS[:3]
+
+
 MANIFEST = "manifest.json"
+REPORT = "report.html"  # written by `synthgen report`; describes one run, so a new run drops it
 _PACKAGES = ("apache-beam", "openai", "pyarrow", "datasketch", "langdetect", "tiktoken", "pydantic")
 
 
@@ -90,21 +93,13 @@ def build(p: beam.Pipeline, cfg: Config, seeds: list[dict], out_dir: str, run_id
         | "AllRejected" >> beam.Flatten()
         | "RejectedRows" >> beam.Map(rejected_row)
     )
-    stats_dir = FileSystems.join(out_dir, "_stats")
-    outputs = {"data": tokens.kept, "rejected": rejected, "attempts": selected.attempt_rows}
     pack = None
     if cfg.tokens.pack:
         tok = load_tokenizer(cfg.tokens.tokenizer)
-        outputs["packed"] = tokens.kept
         pack = (cfg.tokens.pack, tok.eos_id, tok.name)
-    for table, rows in outputs.items():
-        rows | f"Write{table.capitalize()}" >> WriteShards(
-            table,
-            FileSystems.join(out_dir, table),
-            stats_dir,
-            cfg.output,
-            pack if table == "packed" else None,
-        )
+    tokens.kept | "WriteData" >> WriteShards("data", out_dir, cfg.output, pack)
+    rejected | "WriteRejected" >> WriteShards("rejected", out_dir, cfg.output)
+    selected.attempt_rows | "WriteAttempts" >> WriteShards("attempts", out_dir, cfg.output)
 
 
 def _files_under(path: str) -> list[str]:
@@ -287,7 +282,7 @@ def run(cfg: Config, output: str, beam_args: list[str], overwrite: bool = False)
     build(p, cfg, seeds, tmp_dir, run_id)
     result = p.run()
     result.wait_until_finish()
-    stats = _read_stats(FileSystems.join(tmp_dir, "_stats"))
+    stats = _read_stats(FileSystems.join(tmp_dir, STATS_DIR))
     manifest = build_manifest(
         cfg, run_id, len(seeds), stats, _counters(result), time.monotonic() - started
     )
@@ -300,8 +295,9 @@ def publish(tmp_dir: str, output: str, manifest: dict, tables, stale=()) -> None
     ``stale`` ones), remove ``tmp_dir``, then write the manifest: last, so its presence means
     the outputs are complete."""
     manifest_path = FileSystems.join(output, MANIFEST)
-    if FileSystems.exists(manifest_path):
-        FileSystems.delete([manifest_path])
+    for name in (MANIFEST, REPORT):
+        if FileSystems.exists(FileSystems.join(output, name)):
+            FileSystems.delete([FileSystems.join(output, name)])
     for table in dict.fromkeys((*tables, *stale)):
         _delete_tree(FileSystems.join(output, table))
     for table in tables:

@@ -180,9 +180,7 @@ def _from_hub(name: str) -> Tokenizer:
     if tokenizer_json is None:
         raise FileNotFoundError(f"{name} on the Hugging Face hub has no tokenizer.json")
     template = fetch("chat_template.jinja")
-    return _hf(
-        name, tokenizer_json, fetch("tokenizer_config.json"), template and template.decode()
-    )
+    return _hf(name, tokenizer_json, fetch("tokenizer_config.json"), template and template.decode())
 
 
 def template_text(tok: Tokenizer, setting: str) -> tuple[str, str]:

@@ -3,6 +3,7 @@
 import re
 
 import apache_beam as beam
+import numpy as np
 from apache_beam.testing.util import assert_that, equal_to
 
 
@@ -25,3 +26,35 @@ def assert_conserved(out, inputs: list[dict]) -> None:
         equal_to([r["id"] for r in inputs]),
         label="Funnel",
     )
+
+
+def data_row(i: int) -> dict:
+    n = 5 + i % 7
+    return {
+        "id": f"code-x-easy-{i:05d}",
+        "domain": "code",
+        "topic": "x",
+        "difficulty": "easy",
+        "problem": f"problem {i}",
+        "solution": f"solution {i}",
+        "answer": None,
+        "entry_point": "f",
+        "tests": "from solution import f",
+        "input_ids": np.arange(n, dtype=np.int32),
+        "loss_mask": np.ones(n, dtype=np.int8),
+        "num_tokens": n,
+        "tokenizer": "qwen2",
+        "teacher_model": "m",
+        "sampling": "{}",
+        "config_hash": "c",
+        "problem_prompt_hash": "p",
+        "attempt_prompt_hash": "a",
+        "attempt": 0,
+        "attempts": 4,
+        "pass_rate": 0.75,
+        "verdict": "PASS",
+        "isolation_level": "process",
+        "language": "en",
+        "language_prob": 0.99,
+        "dedup_cluster": f"code-x-easy-{i:05d}",
+    }

@@ -9,6 +9,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 from apache_beam.testing.test_pipeline import TestPipeline as BeamTestPipeline
+from support import data_row
 
 from pipeline.config import OutputConfig, load_config
 from pipeline.pack import pack_rows, unpack
@@ -29,6 +30,7 @@ def samples(n: int, seed: int = 0, longest: int = 200) -> list[dict]:
         mask[length // 2 :] = 1
         out.append(
             {
+                **data_row(i),
                 "id": f"s{i:05d}",
                 "input_ids": rng.integers(100, 1000, length).astype(np.int32),
                 "loss_mask": mask,
@@ -95,16 +97,15 @@ def test_packing_is_deterministic_whatever_the_input_order():
 
 def test_packed_shards_written_by_the_pipeline_round_trip(tmp_path):
     originals = samples(600, seed=1)
-    out, stats_dir = str(tmp_path / "packed"), str(tmp_path / "stats")
     with BeamTestPipeline(argv=FNAPI) as p:
         _ = (
             p
             | beam.Create(originals)
             | WriteShards(
-                "packed", out, stats_dir, OutputConfig(shard_tokens=20_000), pack=(512, EOS, "t")
+                "data", str(tmp_path), OutputConfig(shard_tokens=20_000), pack=(512, EOS, "t")
             )
         )
-    stats = [json.loads(f.read_text()) for f in sorted((tmp_path / "stats").glob("*.json"))]
+    stats = [json.loads(f.read_text()) for f in sorted((tmp_path / "_stats").glob("packed*"))]
     tokens = sum(s["num_tokens"] for s in originals) + len(originals)
     assert len(stats) == -(-tokens // 20_000)
     assert sum(s["samples"] for s in stats) == 600

@@ -7,6 +7,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 from apache_beam.testing.test_pipeline import TestPipeline as BeamTestPipeline
+from support import data_row
 
 from pipeline.config import OutputConfig
 from pipeline.schemas import arrow_schema
@@ -15,43 +16,10 @@ from pipeline.write import WriteShards, row_group_rows, rows_to_table, shard_of
 FNAPI = ["--runner=FnApiRunner"]
 
 
-def data_row(i: int) -> dict:
-    n = 5 + i % 7
-    return {
-        "id": f"code-x-easy-{i:05d}",
-        "domain": "code",
-        "topic": "x",
-        "difficulty": "easy",
-        "problem": f"problem {i}",
-        "solution": f"solution {i}",
-        "answer": None,
-        "entry_point": "f",
-        "tests": "from solution import f",
-        "input_ids": np.arange(n, dtype=np.int32),
-        "loss_mask": np.ones(n, dtype=np.int8),
-        "num_tokens": n,
-        "tokenizer": "qwen2",
-        "teacher_model": "m",
-        "sampling": "{}",
-        "config_hash": "c",
-        "problem_prompt_hash": "p",
-        "attempt_prompt_hash": "a",
-        "attempt": 0,
-        "attempts": 4,
-        "pass_rate": 0.75,
-        "verdict": "PASS",
-        "isolation_level": "process",
-        "language": "en",
-        "language_prob": 0.99,
-        "dedup_cluster": f"code-x-easy-{i:05d}",
-    }
-
-
 def test_round_trip_balanced_shards(tmp_path):
     rows = [data_row(i) for i in range(400)]
-    out, stats = str(tmp_path / "data"), str(tmp_path / "stats")
     with BeamTestPipeline(argv=FNAPI) as p:
-        _ = p | beam.Create(rows) | WriteShards("data", out, stats, OutputConfig(shards=4))
+        _ = p | beam.Create(rows) | WriteShards("data", str(tmp_path), OutputConfig(shards=4))
     files = sorted((tmp_path / "data").glob("*.parquet"))
     assert [f.name for f in files] == [f"part-{i:05d}-of-00004.parquet" for i in range(4)]
     counts = [pq.read_metadata(f).num_rows for f in files]
@@ -64,7 +32,7 @@ def test_round_trip_balanced_shards(tmp_path):
     back = frame.set_index("id").loc["code-x-easy-00003"]
     assert list(back["input_ids"]) == list(range(8)) and back["pass_rate"] == 0.75
     assert (frame["num_tokens"] == frame["input_ids"].map(len)).all()
-    shard_stats = [json.loads(p.read_text()) for p in (tmp_path / "stats").glob("*.json")]
+    shard_stats = [json.loads(p.read_text()) for p in (tmp_path / "_stats").glob("*.json")]
     for s in shard_stats:
         blob = (tmp_path / s["file"]).read_bytes()
         assert s["sha256"] == hashlib.sha256(blob).hexdigest()
@@ -72,7 +40,6 @@ def test_round_trip_balanced_shards(tmp_path):
 
 
 def test_every_shard_is_written_even_when_empty(tmp_path):
-    out, stats = str(tmp_path / "rejected"), str(tmp_path / "stats")
     row = {
         "id": "a",
         "domain": "code",
@@ -85,12 +52,12 @@ def test_every_shard_is_written_even_when_empty(tmp_path):
         "config_hash": "c",
     }
     with BeamTestPipeline(argv=FNAPI) as p:
-        _ = p | beam.Create([row]) | WriteShards("rejected", out, stats, OutputConfig(shards=3))
+        _ = p | beam.Create([row]) | WriteShards("rejected", str(tmp_path), OutputConfig(shards=3))
     files = sorted((tmp_path / "rejected").glob("*.parquet"))
     assert len(files) == 3
     assert sum(pq.read_metadata(f).num_rows for f in files) == 1
     by_reason = [
-        json.loads(p.read_text())["by_reason"] for p in (tmp_path / "stats").glob("*.json")
+        json.loads(p.read_text())["by_reason"] for p in (tmp_path / "_stats").glob("*.json")
     ]
     assert {"generate/parse_error": 1} in by_reason
 
@@ -123,10 +90,9 @@ def test_rows_to_table_fills_missing_optional_fields():
 
 
 def _write(tmp_path, rows, output: OutputConfig, table="data") -> list[dict]:
-    out, stats = str(tmp_path / table), str(tmp_path / "stats")
     with BeamTestPipeline(argv=FNAPI) as p:
-        _ = p | beam.Create(rows) | WriteShards(table, out, stats, output)
-    return [json.loads(f.read_text()) for f in sorted((tmp_path / "stats").glob("*.json"))]
+        _ = p | beam.Create(rows) | WriteShards(table, str(tmp_path), output)
+    return [json.loads(f.read_text()) for f in sorted((tmp_path / "_stats").glob("*.json"))]
 
 
 @pytest.mark.parametrize(
