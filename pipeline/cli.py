@@ -1,4 +1,5 @@
-"""Command line: ``synthgen run|dedup|decontam|teacher-server|inspect|sandbox probe|check-code``.
+"""Command line: ``synthgen run|dedup|decontam|teacher-server|inspect|report|sandbox probe|
+check-code``.
 
 Errors the user can fix (config, output location, teacher key) print one line and exit 2
 (usage / config) or 1 (run failure); ``--debug`` shows the full traceback instead.
@@ -241,10 +242,29 @@ def cmd_inspect(args, _beam_args) -> int:
     from pipeline.inspect import inspect_output
 
     try:
-        print(inspect_output(args.output, samples=args.samples))
+        text = inspect_output(
+            args.output,
+            samples=args.samples,
+            rejected=args.rejected,
+            sample=args.sample,
+            seed=args.seed,
+        )
+    except (FileNotFoundError, ValueError) as exc:
+        print(f"synthgen: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    print(text)
+    return 0
+
+
+def cmd_report(args, _beam_args) -> int:
+    from pipeline.report import write_report
+
+    try:
+        path = write_report(args.output)
     except FileNotFoundError as exc:
         print(f"synthgen: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    print(f"synthgen: report -> {path}")
     return 0
 
 
@@ -443,8 +463,23 @@ def parser() -> argparse.ArgumentParser:
         "inspect", help="print the funnel, shards and sample rows of an output"
     )
     inspect_p.add_argument("output")
-    inspect_p.add_argument("--samples", type=int, default=3)
+    inspect_p.add_argument(
+        "--samples", type=int, default=3, help="rows shown per table, also with --rejected"
+    )
+    inspect_p.add_argument(
+        "--rejected", metavar="REASON", help="show rejected rows with this reason or stage/reason"
+    )
+    inspect_p.add_argument(
+        "--sample", type=int, metavar="N", help="show N kept samples drawn at random (seeded)"
+    )
+    inspect_p.add_argument("--seed", type=int, default=0, help="seed of --sample's draw")
     inspect_p.set_defaults(func=cmd_inspect)
+
+    report_p = sub.add_parser(
+        "report", help="write OUT/report.html: plots and tables of a finished output"
+    )
+    report_p.add_argument("output")
+    report_p.set_defaults(func=cmd_report)
 
     sandbox_p = sub.add_parser("sandbox", help="the code sandbox on this machine")
     sandbox_sub = sandbox_p.add_subparsers(dest="sandbox_command", required=True)

@@ -60,6 +60,17 @@ def test_run_inspect_and_refuse_to_overwrite(tmp_path):
 
     shown = synthgen("inspect", str(out))
     assert shown.returncode == 0 and "funnel: 4 requested" in shown.stdout
+    sampled = synthgen("inspect", str(out), "--sample", "1")
+    assert sampled.returncode == 0 and sampled.stdout.count("pass rate") >= 1, sampled.stderr
+    assert_one_line_error(
+        synthgen("inspect", str(out), "--rejected", "no_such_reason"), 2, "reasons present"
+    )
+
+    reported = synthgen("report", str(out))
+    assert reported.returncode == 0 and (out / "report.html").is_file(), reported.stderr
+    # A new run replaces the outputs; the old run's report must not stay behind.
+    synthgen("run", "examples/quickstart.yaml", "--output", str(out), "--overwrite", *SMALL)
+    assert not (out / "report.html").exists()
 
 
 @pytest.mark.parametrize(
@@ -91,6 +102,24 @@ def test_run_inspect_and_refuse_to_overwrite(tmp_path):
             "SYNTHGEN_UNSET_KEY is not set",
         ),
         (["inspect", "nowhere"], 2, "has no manifest.json"),
+        (["report", "nowhere"], 2, "has no manifest.json"),
+        (
+            ["run", "examples/quickstart.yaml", "--output", "x", "--set", "tokens.pack=8"],
+            2,
+            "tokens.pack: Input should be greater than or equal to 64",
+        ),
+        (
+            [
+                "run",
+                "examples/quickstart.yaml",
+                "--output",
+                "x",
+                "--set",
+                "tokens.tokenizer=/nonexistent/tokenizer.json",
+            ],
+            2,
+            "tokens.tokenizer: cannot load '/nonexistent/tokenizer.json'",
+        ),
         (["teacher-server", "--latency", "sometimes"], 2, "latency"),
     ],
 )
