@@ -2,7 +2,8 @@
 
 One small quickstart run per test session, made on first use and shared by every test module
 that asks: 2 domains x 3 topics x 3 difficulties x 3 problems = 54 problems, written to 16
-shards so that ``rejected/`` (about 15 rows) must have empty shards.
+shards so that ``rejected/`` (about 15 rows) must have empty shards, and packed into
+``packed/`` sequences of 1,024 tokens.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ def quickstart_output(tmp_path_factory) -> Path:
             [
                 "run.problems_per_combo=3",
                 f"output.shards={SHARDS}",
+                "tokens.pack=1024",
                 f"teacher.cache_dir={tmp / 'cache'}",
             ],
         )
