@@ -1,5 +1,5 @@
-"""Beam's portable runner (the Fn API path Flink and Dataflow use): dedup survivors equal the
-in-process runner's.
+"""Beam's portable runner (the Fn API path Flink and Dataflow use) and two worker processes:
+the quickstart's rows and the dedup survivors equal the in-process runner's.
 
 The fixture starts Beam's job service and an SDK worker pool as processes of their own, with
 this virtualenv's interpreter first on PATH (the pool starts a bare ``python``) and the tests
@@ -19,14 +19,17 @@ import time
 from pathlib import Path
 
 import apache_beam as beam
+import pandas as pd
 import pytest
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from pipeline.config import DedupConfig
+from pipeline.config import DedupConfig, load_config
 from pipeline.dedup import Dedup
+from pipeline.run import run
 
 TESTS = Path(__file__).parent
 CFG = DedupConfig(threshold=0.7, num_perm=128, shingle_size=3)
+TWO_PROCESSES = ["--direct_num_workers=2", "--direct_running_mode=multi_processing"]
 
 
 def _free_port() -> int:
@@ -133,9 +136,51 @@ def test_dedup_survivors_equal_on_the_portable_runner(portable_options, referenc
 
 
 def test_dedup_survivors_equal_with_two_worker_processes(reference, tmp_path):
-    options = [
-        "--runner=FnApiRunner",
-        "--direct_num_workers=2",
-        "--direct_running_mode=multi_processing",
-    ]
+    options = ["--runner=FnApiRunner", *TWO_PROCESSES]
     assert _outcomes(options, _inputs()[::-1], tmp_path / "o") == reference
+
+
+# The quickstart on each runner: the same rows. The first (in-process) run fills the shared
+# teacher cache, so the other runs differ only in how Beam runs the job; every sandbox check
+# runs again on each.
+QUICKSTART_TABLES = {"data": ["id"], "rejected": ["id"], "attempts": ["problem_id", "attempt"]}
+
+
+def _rows(out: Path) -> dict[str, list[dict]]:
+    tables = {}
+    for table, key in QUICKSTART_TABLES.items():
+        frame = pd.read_parquet(out / table).sort_values(key)
+        frame = frame.drop(columns=["duration_s"], errors="ignore")  # wall-clock time
+        tables[table] = json.loads(frame.to_json(orient="records"))
+    return tables
+
+
+def _quickstart(tmp: Path, name: str, options: list[str]) -> dict[str, list[dict]]:
+    cfg = load_config("examples/quickstart.yaml", [f"teacher.cache_dir={tmp / 'cache'}"])
+    manifest = run(cfg, str(tmp / name), options)
+    assert manifest["funnel"]["reconciled"]
+    return _rows(tmp / name)
+
+
+@pytest.fixture(scope="module")
+def quickstart(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("quickstart")
+    return tmp, _quickstart(tmp, "in-process", ["--runner=FnApiRunner"])
+
+
+def test_quickstart_reference_has_every_outcome(quickstart):
+    _, rows = quickstart
+    assert len(rows["data"]) > 100 and len(rows["rejected"]) > 20
+    assert {r["verdict"] for r in rows["attempts"]} >= {"PASS", "FAIL_TESTS", "FAIL_ANSWER"}
+
+
+@pytest.mark.timeout(600)
+def test_quickstart_rows_equal_on_the_portable_runner(portable_options, quickstart):
+    tmp, reference = quickstart
+    assert _quickstart(tmp, "portable", portable_options) == reference
+
+
+@pytest.mark.timeout(600)
+def test_quickstart_rows_equal_with_two_worker_processes(quickstart):
+    tmp, reference = quickstart
+    assert _quickstart(tmp, "two-processes", ["--runner=FnApiRunner", *TWO_PROCESSES]) == reference
