@@ -184,3 +184,31 @@ def test_quickstart_rows_equal_on_the_portable_runner(portable_options, quicksta
 def test_quickstart_rows_equal_with_two_worker_processes(quickstart):
     tmp, reference = quickstart
     assert _quickstart(tmp, "two-processes", ["--runner=FnApiRunner", *TWO_PROCESSES]) == reference
+
+
+def test_seeds_fan_out_through_a_reshuffle_before_the_teacher():
+    """Create's elements would stay on the worker that read them; the reshuffle spreads the
+    seeds (and so the teacher calls) over all workers."""
+    from pipeline.generate import make_seeds
+    from pipeline.run import build
+
+    cfg = load_config("examples/quickstart.yaml")
+    p = beam.Pipeline(options=PipelineOptions(["--runner=FnApiRunner"]))
+    build(p, cfg, make_seeds(cfg), "/tmp/unused", "run")
+    transforms = p.to_runner_api().components.transforms
+    by_name = {t.unique_name: t for t in transforms.values()}
+    create, spread = by_name["CreateSeeds"], by_name["SpreadSeeds"]
+    generate = by_name["GenerateProblems"]
+    assert set(spread.inputs.values()) == set(create.outputs.values())
+    assert set(generate.inputs.values()) == set(spread.outputs.values())
+    assert any(
+        "Reshuffle" in transforms[t].unique_name or "GroupByKey" in transforms[t].spec.urn
+        for t in _descendants(transforms, spread)
+    )
+
+
+def _descendants(transforms, transform) -> list[str]:
+    out = []
+    for sub in transform.subtransforms:
+        out += [sub, *_descendants(transforms, transforms[sub])]
+    return out
