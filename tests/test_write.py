@@ -130,3 +130,29 @@ def test_row_groups_are_sized_by_bytes():
     big_row["loss_mask"] = np.zeros(2_000_000, np.int8)
     big = rows_to_table([big_row] * 4, arrow_schema("data"))
     assert row_group_rows(big) == (64 << 20) // (big.nbytes // 4)  # 6 rows of ~10 MB
+
+
+def test_the_manifest_refuses_shards_of_another_tokenizer():
+    from pipeline.config import Config
+    from pipeline.run import OutputError, build_manifest
+
+    def shard(table, index, tokenizers):
+        return {
+            "table": table,
+            "file": f"{table}/part-{index:05d}-of-00002.parquet",
+            "rows": 1,
+            "samples": 1,
+            "bytes": 1,
+            "sha256": "0" * 64,
+            "tokens": 5,
+            "tokenizers": tokenizers,
+            "by_reason": {},
+            "isolation_levels": {},
+            "judge_modes": {},
+        }
+
+    good = [shard("data", 0, ["qwen2"]), shard("data", 1, ["qwen2"])]
+    assert build_manifest(Config(), "r", 2, good, {}, 1.0)["tokens"]["data"] == 10
+    mixed = [shard("data", 0, ["qwen2"]), shard("data", 1, ["other.json"])]
+    with pytest.raises(OutputError, match="refusing to mix tokenizers"):
+        build_manifest(Config(), "r", 2, mixed, {}, 1.0)
