@@ -47,3 +47,13 @@ for _, row in data.sort_values("id").groupby("domain").head(1).iterrows():
     print(tok.decode(ids))
     print("--- the part the loss is computed on (loss_mask == 1):")
     print(tok.decode(ids[mask == 1]), "\n")
+
+# With tokens.pack: fixed-length sequences; cu_seqlens marks where each sample starts.
+if (out / "packed").is_dir():
+    packed = pd.read_parquet(out / "packed")
+    fill = packed["num_tokens"].sum() / (len(packed) * len(packed["input_ids"].iloc[0]))
+    print(
+        f"packed: {len(packed)} sequences of {packed['num_samples'].sum()} samples, fill {fill:.3f}"
+    )
+    first = packed.iloc[0]
+    print("first sequence:", list(first["sample_ids"]), "boundaries", first["cu_seqlens"].tolist())
