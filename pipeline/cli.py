@@ -268,6 +268,21 @@ def cmd_report(args, _beam_args) -> int:
     return 0
 
 
+def cmd_plan(args, _beam_args) -> int:
+    from dataclasses import fields
+
+    from pipeline.plan import Assumptions, format_plan, load_manifest, plan
+
+    flags = {f.name: getattr(args, f.name) for f in fields(Assumptions)}  # one flag per field
+    try:
+        estimate = plan(load_manifest(args.output), args.target_tokens, Assumptions(**flags))
+    except (FileNotFoundError, ValueError) as exc:
+        print(f"synthgen: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    print(json.dumps(estimate, indent=2) if args.json else format_plan(estimate))
+    return 0
+
+
 def cmd_sandbox_probe(args, _beam_args) -> int:
     from pipeline.sandbox import Limits, Sandbox, SandboxUnavailable
 
@@ -480,6 +495,87 @@ def parser() -> argparse.ArgumentParser:
     )
     report_p.add_argument("output")
     report_p.set_defaults(func=cmd_report)
+
+    from pipeline.plan import Assumptions
+
+    assumed = Assumptions()
+    plan_p = sub.add_parser(
+        "plan",
+        help="estimate teacher calls, cost, workers, hours and dedup memory from a pilot run",
+        description="Scale a pilot run to a target of kept tokens: teacher calls and tokens, "
+        "cost, sandbox checks, dedup shuffle and memory, Dataflow workers and hours. "
+        "docs/scale.md explains every number.",
+    )
+    plan_p.add_argument("output", help="the pilot's output directory (or its manifest.json)")
+    plan_p.add_argument(
+        "--target-tokens", type=float, required=True, metavar="N", help="kept tokens wanted"
+    )
+    plan_p.add_argument(
+        "--price-prompt",
+        type=float,
+        metavar="USD",
+        help="per 1M prompt tokens (default: the config's teacher.prices)",
+    )
+    plan_p.add_argument(
+        "--price-completion",
+        type=float,
+        metavar="USD",
+        help="per 1M completion tokens (default: the config's teacher.prices)",
+    )
+    plan_p.add_argument(
+        "--teacher-latency-s",
+        type=float,
+        default=assumed.teacher_latency_s,
+        help=f"mean seconds per teacher call (default {assumed.teacher_latency_s:g})",
+    )
+    plan_p.add_argument(
+        "--concurrency",
+        type=int,
+        help="calls in flight per stage per worker process (default: the config's)",
+    )
+    plan_p.add_argument("--rpm", type=int, help="API requests per minute (default: the config's)")
+    plan_p.add_argument("--tpm", type=int, help="API tokens per minute (default: the config's)")
+    size = plan_p.add_mutually_exclusive_group()
+    size.add_argument("--workers", type=int, help="a fixed number of workers: plan the hours")
+    size.add_argument(
+        "--hours",
+        type=float,
+        default=assumed.hours,
+        help=f"plan the workers to finish in this many hours (default {assumed.hours:g})",
+    )
+    plan_p.add_argument(
+        "--cores-per-worker",
+        type=int,
+        default=assumed.cores_per_worker,
+        help=f"vCPUs per worker (default {assumed.cores_per_worker}: n1-standard-4)",
+    )
+    plan_p.add_argument(
+        "--memory-gb-per-worker",
+        type=float,
+        default=assumed.memory_gb_per_worker,
+        help=f"default {assumed.memory_gb_per_worker:g} (n1-standard-4)",
+    )
+    plan_p.add_argument(
+        "--vcpu-hour-usd",
+        type=float,
+        default=assumed.vcpu_hour_usd,
+        help=f"Dataflow price per vCPU-hour (default {assumed.vcpu_hour_usd:g})",
+    )
+    plan_p.add_argument(
+        "--gb-hour-usd",
+        type=float,
+        default=assumed.gb_hour_usd,
+        help=f"Dataflow price per GB-hour (default {assumed.gb_hour_usd:g})",
+    )
+    plan_p.add_argument(
+        "--shuffle-gb-usd",
+        type=float,
+        default=assumed.shuffle_gb_usd,
+        help=f"Dataflow Shuffle price per GB (default {assumed.shuffle_gb_usd:g})",
+    )
+    plan_p.add_argument("--json", action="store_true", help="one JSON object on stdout")
+    plan_p.set_defaults(func=cmd_plan)
+    plan_p.error = _one_line_usage_error(plan_p)
 
     sandbox_p = sub.add_parser("sandbox", help="the code sandbox on this machine")
     sandbox_sub = sandbox_p.add_subparsers(dest="sandbox_command", required=True)

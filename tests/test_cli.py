@@ -197,3 +197,34 @@ def test_a_run_below_the_required_isolation_stops_with_one_line(tmp_path):
     )
     assert_one_line_error(proc, 1, "no sandbox isolation level at or above 'namespaces'")
     assert not out.exists() or not any(p for p in out.iterdir() if not p.name.startswith(".tmp-"))
+
+
+def test_plan_scales_a_real_pilot_and_refuses_bad_input_in_one_line(tmp_path):
+    out = tmp_path / "pilot"
+    ran = synthgen("run", "examples/quickstart.yaml", "--output", str(out), *SMALL)
+    assert ran.returncode == 0, ran.stderr
+    target = ["--target-tokens", "1000000000"]
+    text = synthgen("plan", *target, str(out), "--price-prompt", "1.2", "--price-completion", "6")
+    assert text.returncode == 0, text.stderr
+    titles = [line for line in text.stdout.splitlines() if line and not line[0].isspace()]
+    for title in ("target", "from the pilot", "teacher", "sandbox", "dedup", "compute", "cost",
+                  "bottleneck"):  # fmt: skip
+        assert any(t.startswith(title) for t in titles), (title, titles)
+    as_json = synthgen("plan", *target, str(out / "manifest.json"), "--json")
+    assert as_json.returncode == 0, as_json.stderr
+    estimate = json.loads(as_json.stdout)
+    assert f"{estimate['teacher']['problems']:,}" in text.stdout
+    assert estimate["teacher"]["cost_usd"] is None  # no price in the config, none given
+    assert estimate["pilot"]["requested"] == 4
+
+    manifest = json.loads((out / "manifest.json").read_text())
+    manifest["funnel"]["kept"], manifest["tokens"]["data"] = 0, 0
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "empty" / "manifest.json").write_text(json.dumps(manifest))
+    for args, message in [
+        (["--target-tokens", "0", str(out)], "--target-tokens must be > 0"),
+        ([*target, str(tmp_path / "nowhere")], "has no manifest.json"),
+        ([*target, str(tmp_path / "empty")], "the pilot kept no sample"),
+        ([*target, str(out), "--workers", "3", "--hours", "5"], "not allowed with"),
+    ]:
+        assert_one_line_error(synthgen("plan", *args), 2, message)
