@@ -115,12 +115,17 @@ def _teacher_stage(counters: dict, scale: float) -> dict:
     cache (a hit); at scale nothing is cached, so each call is billed."""
     hits, misses = counters.get("cache_hits", 0), counters.get("cache_misses", 0)
     calls = hits + misses
+
+    def tokens(kind: str) -> int:  # billed and cached calls alike
+        return counters.get(f"{kind}_tokens", 0) + counters.get(f"cached_{kind}_tokens", 0)
+
+    known = tokens("prompt") + tokens("completion") > 0  # calls whose tokens were not recorded
     return {
         "pilot_calls": calls,
         "pilot_billed_calls": misses,
         "calls": calls * scale,
-        "prompt_tokens_per_call": _ratio(counters.get("prompt_tokens", 0), misses),
-        "completion_tokens_per_call": _ratio(counters.get("completion_tokens", 0), misses),
+        "prompt_tokens_per_call": _ratio(tokens("prompt"), calls) if known else None,
+        "completion_tokens_per_call": _ratio(tokens("completion"), calls) if known else None,
         "http_requests_per_call": _ratio(counters.get("requests", 0), misses),
     }
 
@@ -303,15 +308,8 @@ def plan(manifest: dict, target_tokens: float, a: Assumptions = Assumptions()) -
         )
     if not measured:
         notes.append(
-            "tokens per call unknown: every pilot call of a stage came from the cache, whose "
-            "token counts the manifest does not record; rerun the pilot with --cache refresh"
-        )
-    elif pilot_billed < pilot_calls:
-        notes.append(
-            f"tokens per call measured on {pilot_billed} of {pilot_calls} calls (the rest were "
-            "cache hits, not counted in the manifest); cached answers are complete ones, so "
-            "the billed rest may be biased (e.g. towards truncated answers): rerun the pilot "
-            "with --cache refresh for a fair sample"
+            "tokens per call unknown: the pilot's manifest records no token counts for a "
+            "stage that made calls; rerun the pilot with --cache refresh"
         )
     if price is None:
         notes.append(f"no price given for {model}: tokens only (--price-prompt/--price-completion)")

@@ -364,9 +364,11 @@ def count_usage(namespace: str, result: TeacherResult) -> None:
     """Beam counters for one teacher call; call from the DoFn's own thread, not a pool thread."""
     counter(namespace, "requests").inc(result.requests)
     counter(namespace, "cache_hits" if result.cached else "cache_misses").inc()
-    billed = not result.cached
-    counter(namespace, "prompt_tokens").inc(result.prompt_tokens if billed else 0)
-    counter(namespace, "completion_tokens").inc(result.completion_tokens if billed else 0)
+    # Tokens of billed calls; a cached answer's tokens are counted apart (what it would cost
+    # uncached, for planning from a re-run pilot).
+    prefix = "cached_" if result.cached else ""
+    counter(namespace, f"{prefix}prompt_tokens").inc(result.prompt_tokens)
+    counter(namespace, f"{prefix}completion_tokens").inc(result.completion_tokens)
     counter(namespace, "cost_micro_usd").inc(round(result.cost_usd * _MICRO))
     counter(namespace, "retries").inc(result.retries)
     counter(namespace, "http_429").inc(result.rate_limited)

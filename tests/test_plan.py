@@ -54,8 +54,8 @@ def test_calls_and_tokens_are_pilot_ratios_times_the_problems(pilots):
         counters = cold["teacher"]["by_stage"][stage]
         calls = problems * calls_of(cold, stage) / requested
         assert t["by_stage"][stage]["calls"] == pytest.approx(calls, rel=1e-12)
-        prompt += calls * counters["prompt_tokens"] / counters["cache_misses"]
-        completion += calls * counters["completion_tokens"] / counters["cache_misses"]
+        prompt += calls * counters["prompt_tokens"] / calls_of(cold, stage)
+        completion += calls * counters["completion_tokens"] / calls_of(cold, stage)
     # One problem call per requested problem; k attempt calls per problem that survived dedup.
     assert calls_of(cold, "generate") == requested
     attempts = cold["config"]["generation"]["attempts"]
@@ -109,19 +109,19 @@ def test_a_pilot_rerun_from_the_cache_plans_what_a_cold_pilot_plans(pilots):
     for key in ("kept_needed", "problems", "calls", "http_requests"):
         assert from_warm["teacher"][key] == pytest.approx(from_cold["teacher"][key]), key
     assert from_warm["sandbox"]["checks"] == pytest.approx(from_cold["sandbox"]["checks"])
-    billed = warm["teacher"]["total"]["cache_misses"]
-    if billed:  # answers the cache refused (truncated ones) are billed again
-        assert any(f"measured on {billed} of" in note for note in from_warm["notes"])
-    else:
-        assert from_warm["teacher"]["cost_usd"] is None
+    # Cached answers carry the tokens they were billed for: the same tokens and cost.
+    priced_cold, priced_warm = plan(cold, N, PRICED), plan(warm, N, PRICED)
+    for key in ("prompt_tokens", "completion_tokens", "cost_usd"):
+        assert priced_warm["teacher"][key] == pytest.approx(priced_cold["teacher"][key]), key
 
 
-def test_an_all_cached_pilot_has_calls_but_no_token_figures(pilots):
+def test_a_pilot_without_token_counts_has_calls_but_no_token_figures(pilots):
     cold, _, _ = pilots
     cached = copy.deepcopy(cold)
     for counters in cached["teacher"]["by_stage"].values():
         counters["cache_hits"] = counters.get("cache_hits", 0) + counters["cache_misses"]
         counters.update(cache_misses=0, requests=0, prompt_tokens=0, completion_tokens=0)
+        counters.update(cached_prompt_tokens=0, cached_completion_tokens=0)
     cached["teacher"]["total"].update(requests=0, cache_misses=0)
     p = plan(cached, N, PRICED)
     assert p["teacher"]["calls"] == pytest.approx(plan(cold, N)["teacher"]["calls"])
