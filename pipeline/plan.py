@@ -36,8 +36,8 @@ MINHASH_DOCS_PER_CORE_S = 9246.0
 # The team's field notes ("Data stages"): langdetect ~490 texts/s on one core (no benchmark
 # in benchmarks/).
 LANGUAGE_TEXTS_PER_CORE_S = 490.0
-# python benchmarks/tokens.py --samples 10000 --repeats 1: RESULT stage_tokens_per_s 630393,
-# tokenize-and-write (template, mask, zstd Parquet); 0.6-1.0 M across runs: the low end.
+# python benchmarks/tokens.py: RESULT stage_tokens_per_s 737926, tokenize-and-write (template,
+# mask, zstd Parquet) as a whole job, start-up included; 0.63-0.86 M across rounds: the low end.
 TOKENS_PER_CORE_S = 600_000.0
 
 # ---- Sizes assumed for the dedup memory estimate (bytes) -----------------------------------
