@@ -543,36 +543,15 @@ def parser() -> argparse.ArgumentParser:
         default=assumed.hours,
         help=f"plan the workers to finish in this many hours (default {assumed.hours:g})",
     )
-    plan_p.add_argument(
-        "--cores-per-worker",
-        type=int,
-        default=assumed.cores_per_worker,
-        help=f"vCPUs per worker (default {assumed.cores_per_worker}: n1-standard-4)",
-    )
-    plan_p.add_argument(
-        "--memory-gb-per-worker",
-        type=float,
-        default=assumed.memory_gb_per_worker,
-        help=f"default {assumed.memory_gb_per_worker:g} (n1-standard-4)",
-    )
-    plan_p.add_argument(
-        "--vcpu-hour-usd",
-        type=float,
-        default=assumed.vcpu_hour_usd,
-        help=f"Dataflow price per vCPU-hour (default {assumed.vcpu_hour_usd:g})",
-    )
-    plan_p.add_argument(
-        "--gb-hour-usd",
-        type=float,
-        default=assumed.gb_hour_usd,
-        help=f"Dataflow price per GB-hour (default {assumed.gb_hour_usd:g})",
-    )
-    plan_p.add_argument(
-        "--shuffle-gb-usd",
-        type=float,
-        default=assumed.shuffle_gb_usd,
-        help=f"Dataflow Shuffle price per GB (default {assumed.shuffle_gb_usd:g})",
-    )
+    for flag, kind, what in (
+        ("--cores-per-worker", int, "vCPUs per worker (n1-standard-4)"),
+        ("--memory-gb-per-worker", float, "GB of memory per worker (n1-standard-4)"),
+        ("--vcpu-hour-usd", float, "Dataflow price per vCPU-hour"),
+        ("--gb-hour-usd", float, "Dataflow price per GB-hour"),
+        ("--shuffle-gb-usd", float, "Dataflow Shuffle price per GB"),
+    ):
+        default = getattr(assumed, flag[2:].replace("-", "_"))
+        plan_p.add_argument(flag, type=kind, default=default, help=f"{what} (default {default:g})")
     plan_p.add_argument("--json", action="store_true", help="one JSON object on stdout")
     plan_p.set_defaults(func=cmd_plan)
     plan_p.error = _one_line_usage_error(plan_p)

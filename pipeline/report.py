@@ -31,6 +31,7 @@ from matplotlib.figure import Figure
 
 from pipeline import records
 from pipeline.run import REPORT
+
 STAGE_ORDER = (
     records.GENERATE,
     records.REFERENCE,
