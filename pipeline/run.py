@@ -40,9 +40,10 @@ from pipeline.language import FilterLanguage
 from pipeline.prompts import prompt_hashes
 from pipeline.tokens import Tokenize, chat_layout, check_tokens, length_limit, load_tokenizer
 from pipeline.verify import SelectAttempt, VerifyAttempts, VerifyReference, errored_attempt
-from pipeline.write import STATS_DIR, TOKEN_TABLES, WriteShards
+from pipeline.write import STATS_DIR, WriteShards
 
 TABLE_DIRS = ("data", "rejected", "attempts", "packed")
+TOKEN_TABLES = ("data", "packed")  # the tables whose rows carry token ids
 
 
 def tables(cfg: Config) -> tuple[str, ...]:

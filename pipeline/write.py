@@ -46,12 +46,15 @@ from pipeline.schemas import arrow_schema
 ROW_GROUP_ROWS = 8192
 ROW_GROUP_BYTES = 64 << 20
 BATCH_ROWS = 1024  # rows per Arrow chunk
-TOKEN_TABLES = ("data", "packed")
 STATS_DIR = "_stats"
 
 
+def id_hash(row_id: str) -> int:
+    return xxhash.xxh64_intdigest(row_id.encode())
+
+
 def shard_of(row_id: str, num_shards: int) -> int:
-    return xxhash.xxh64_intdigest(row_id.encode()) % num_shards
+    return id_hash(row_id) % num_shards
 
 
 def shard_count(rows: int, tokens: int, table: str, cfg: OutputConfig) -> int:
@@ -159,9 +162,7 @@ class _ToArrowFn(beam.DoFn):
     def _flush(self):
         rows, self._rows = self._rows, []
         table = rows_to_table(rows, arrow_schema(self._table))
-        hashes = np.fromiter(
-            (xxhash.xxh64_intdigest(_shard_key(r).encode()) for r in rows), np.uint64, len(rows)
-        )
+        hashes = np.fromiter((id_hash(_shard_key(r)) for r in rows), np.uint64, len(rows))
         tokens = sum(r.get("num_tokens") or 0 for r in rows)
         return _to_ipc(table), hashes.tobytes(), len(rows), tokens
 
