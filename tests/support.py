@@ -1,5 +1,6 @@
 """Helpers shared by the tests (importable because pytest puts tests/ on sys.path)."""
 
+import json
 import re
 
 import apache_beam as beam
@@ -58,3 +59,34 @@ def data_row(i: int) -> dict:
         "language_prob": 0.99,
         "dedup_cluster": f"code-x-easy-{i:05d}",
     }
+
+
+def char_tokenizer(folder, specials, config=None, name="tokenizer.json"):
+    """A real HF tokenizer.json (one token per character) with ``specials``, and optionally a
+    tokenizer_config.json beside it."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+
+    chars = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789 \n.,:!?`'()=+-_*#/"
+    hf = Tokenizer(models.WordLevel({c: i for i, c in enumerate(chars)}, unk_token="?"))
+    hf.pre_tokenizer = pre_tokenizers.Split("", "isolated")
+    hf.decoder = decoders.Fuse()
+    hf.add_special_tokens(specials)
+    folder.mkdir(parents=True, exist_ok=True)
+    hf.save(str(folder / name))
+    if config is not None:
+        (folder / "tokenizer_config.json").write_text(json.dumps(config))
+    return str(folder / name)
+
+
+# The output tables and the key that orders each one.
+TABLE_KEYS = {"data": ["id"], "rejected": ["id"], "attempts": ["problem_id", "attempt"]}
+
+
+def output_rows(read_table) -> dict[str, list[dict]]:
+    """Every row of an output's tables as plain JSON values, in key order, without the
+    attempts' wall-clock ``duration_s``; ``read_table(name)`` gives a table as a DataFrame."""
+    tables = {}
+    for table, key in TABLE_KEYS.items():
+        frame = read_table(table).sort_values(key).drop(columns=["duration_s"], errors="ignore")
+        tables[table] = json.loads(frame.to_json(orient="records"))
+    return tables

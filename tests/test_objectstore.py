@@ -7,27 +7,19 @@ import json
 import objectstore
 import pandas as pd
 import pytest
+from support import char_tokenizer, output_rows
 
 from pipeline.config import load_config
 from pipeline.run import OutputError, run
 from pipeline.tokens import load_tokenizer
 
 SMALL = ["run.problems_per_combo=2", "generation.attempts=2"]
-TABLES = {"data": ["id"], "rejected": ["id"], "attempts": ["problem_id", "attempt"]}
 
 
 @pytest.fixture()
 def store(tmp_path, monkeypatch):
     monkeypatch.setattr(objectstore, "OBJSTORE_ROOT", str(tmp_path / "objects"))
     return tmp_path / "objects"
-
-
-def _rows(read) -> dict:
-    out = {}
-    for table, key in TABLES.items():
-        frame = read(table).sort_values(key).drop(columns=["duration_s"], errors="ignore")
-        out[table] = json.loads(frame.to_json(orient="records"))
-    return out
 
 
 def _object_frame(store, prefix: str, table: str) -> pd.DataFrame:
@@ -52,8 +44,8 @@ def test_a_run_on_an_object_store_equals_a_local_run(store, tmp_path):
     # The same job on local disk, answered from the object-store cache: the same rows.
     local = tmp_path / "local"
     run(cfg, str(local), ["--runner=FnApiRunner"])
-    on_store = _rows(lambda t: _object_frame(store, "bucket/runs/r1", t))
-    assert on_store == _rows(lambda t: pd.read_parquet(local / t))
+    on_store = output_rows(lambda t: _object_frame(store, "bucket/runs/r1", t))
+    assert on_store == output_rows(lambda t: pd.read_parquet(local / t))
 
     # A second run is refused without --overwrite and replaces the first with it.
     with pytest.raises(OutputError, match="not empty"):
@@ -61,17 +53,11 @@ def test_a_run_on_an_object_store_equals_a_local_run(store, tmp_path):
     again = run(cfg, url, ["--runner=FnApiRunner"], overwrite=True)
     stored = json.loads((store / "bucket/runs/r1/manifest.json").read_text())
     assert stored["run_id"] == again["run_id"] != manifest["run_id"]
-    assert _rows(lambda t: _object_frame(store, "bucket/runs/r1", t)) == on_store
+    assert output_rows(lambda t: _object_frame(store, "bucket/runs/r1", t)) == on_store
 
 
 def test_a_tokenizer_file_on_an_object_store(store):
-    from tokenizers import Tokenizer, models, pre_tokenizers
-
-    hf = Tokenizer(models.WordLevel({c: i for i, c in enumerate("abc \n")}, unk_token="a"))
-    hf.pre_tokenizer = pre_tokenizers.Split("", "isolated")
-    hf.add_special_tokens(["<|im_start|>", "<|im_end|>", "<|endoftext|>"])
-    (store / "bucket" / "tok").mkdir(parents=True)
-    hf.save(str(store / "bucket" / "tok" / "tokenizer.json"))
+    char_tokenizer(store / "bucket" / "tok", ["<|im_start|>", "<|im_end|>", "<|endoftext|>"])
     tok = load_tokenizer("objstore://bucket/tok")  # the directory: finds tokenizer.json
     assert tok.name == "objstore://bucket/tok" and tok.eos_token == "<|endoftext|>"
     assert tok.encode("abc") == [0, 1, 2]

@@ -22,6 +22,7 @@ import apache_beam as beam
 import pandas as pd
 import pytest
 from apache_beam.options.pipeline_options import PipelineOptions
+from support import output_rows
 
 from pipeline.config import DedupConfig, load_config
 from pipeline.dedup import Dedup
@@ -143,23 +144,11 @@ def test_dedup_survivors_equal_with_two_worker_processes(reference, tmp_path):
 # The quickstart on each runner: the same rows. The first (in-process) run fills the shared
 # teacher cache, so the other runs differ only in how Beam runs the job; every sandbox check
 # runs again on each.
-QUICKSTART_TABLES = {"data": ["id"], "rejected": ["id"], "attempts": ["problem_id", "attempt"]}
-
-
-def _rows(out: Path) -> dict[str, list[dict]]:
-    tables = {}
-    for table, key in QUICKSTART_TABLES.items():
-        frame = pd.read_parquet(out / table).sort_values(key)
-        frame = frame.drop(columns=["duration_s"], errors="ignore")  # wall-clock time
-        tables[table] = json.loads(frame.to_json(orient="records"))
-    return tables
-
-
 def _quickstart(tmp: Path, name: str, options: list[str]) -> dict[str, list[dict]]:
     cfg = load_config("examples/quickstart.yaml", [f"teacher.cache_dir={tmp / 'cache'}"])
     manifest = run(cfg, str(tmp / name), options)
     assert manifest["funnel"]["reconciled"]
-    return _rows(tmp / name)
+    return output_rows(lambda table: pd.read_parquet(tmp / name / table))
 
 
 @pytest.fixture(scope="module")

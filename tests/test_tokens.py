@@ -1,10 +1,9 @@
-import json
-
 import apache_beam as beam
 import numpy as np
 import pytest
 from apache_beam.testing.test_pipeline import TestPipeline as BeamTestPipeline
 from apache_beam.testing.util import assert_that, equal_to
+from support import char_tokenizer
 
 from pipeline import records
 from pipeline.config import TokensConfig
@@ -48,23 +47,6 @@ def tok():
 @pytest.fixture(scope="module")
 def chatml():
     return chat_layout("qwen2", "auto")
-
-
-def char_tokenizer(folder, specials, config=None, name="tokenizer.json"):
-    """A real HF tokenizer.json (one token per character) with ``specials``, and optionally a
-    tokenizer_config.json beside it."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
-
-    chars = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789 \n.,:!?`'()=+-_*#/"
-    hf = Tokenizer(models.WordLevel({c: i for i, c in enumerate(chars)}, unk_token="?"))
-    hf.pre_tokenizer = pre_tokenizers.Split("", "isolated")
-    hf.decoder = decoders.Fuse()
-    hf.add_special_tokens(specials)
-    folder.mkdir(parents=True, exist_ok=True)
-    hf.save(str(folder / name))
-    if config is not None:
-        (folder / "tokenizer_config.json").write_text(json.dumps(config))
-    return str(folder / name)
 
 
 @pytest.mark.parametrize(
