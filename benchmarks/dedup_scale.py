@@ -23,7 +23,7 @@ planted near duplicates and 1 % planted exact duplicates:
 Ids (``doc-0000000`` ...) are assigned in a random order, so a copy's id is as often smaller as
 larger than its source's; the evaluation only compares ``dedup_cluster`` values and never
 assumes which of a pair survives. The true Jaccard of two documents is always that of their
-``pipeline.dedup.shingles(text, 5)`` sets.
+``pipeline.stages.dedup.shingles(text, 5)`` sets.
 
 Definitions:
 
@@ -73,8 +73,8 @@ import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from pipeline.config import DedupConfig
-from pipeline.dedup import Dedup, shingles
-from pipeline.minhash import normalize_text
+from pipeline.stages.dedup import Dedup, shingles
+from pipeline.stages.minhash import normalize_text
 
 SHINGLE = 5
 NEAR_SHARE, EXACT_SHARE = 0.15, 0.01
@@ -119,7 +119,7 @@ def jaccard(a: set, b: set) -> float:
 
 def quick_shingles(words: list[str]) -> set[tuple[str, ...]]:
     """Word 5-grams of the normalised words, as tuples: for the edit search only (the Jaccard
-    recorded for a pair is always computed with ``pipeline.dedup.shingles``)."""
+    recorded for a pair is always computed with ``pipeline.stages.dedup.shingles``)."""
     w = normalize_text(" ".join(words)).split()
     return set(zip(w, w[1:], w[2:], w[3:], w[4:], strict=False))
 

@@ -35,8 +35,8 @@ import time
 import numpy as np
 from datasketch import MinHash
 
-from pipeline import minhash
-from pipeline.dedup import shingles as dedup_shingles
+from pipeline.stages import minhash
+from pipeline.stages.dedup import shingles as dedup_shingles
 
 SYLLABLES = "ka lo mi ne ru sa te vo pi da gre tan bel for is an the of to in".split()
 PUNCTUATION = [",", ".", ";", "!", "?", ":", ""]

@@ -21,7 +21,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 from pipeline import records
-from pipeline.sandbox import Limits, Sandbox
+from pipeline.sandbox.sandbox import Limits, Sandbox
 
 SOLUTION = "def add(a, b):\n    return a + b\n"
 TESTS = """\

@@ -28,7 +28,7 @@ import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from pipeline.config import load_config
-from pipeline.generate import GenerateProblems, make_seeds
+from pipeline.stages.generate import GenerateProblems, make_seeds
 
 MEDIAN, P99 = 0.2, 2.0
 Z99 = 2.3263478740408408

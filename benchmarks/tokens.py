@@ -38,11 +38,11 @@ import time
 
 import apache_beam as beam
 
-from pipeline import teacher_bank
 from pipeline.config import OutputConfig, TokensConfig, load_config
-from pipeline.generate import make_seeds
-from pipeline.tokens import Tokenize, assistant_text, load_tokenizer
-from pipeline.write import WriteShards
+from pipeline.output.write import WriteShards
+from pipeline.stages.generate import make_seeds
+from pipeline.stages.tokens import Tokenize, assistant_text, load_tokenizer
+from pipeline.teacher.builtin import bank as teacher_bank
 
 # What a kept sample carries besides its text (the values of a typical quickstart row).
 LINEAGE = {

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from pipeline.tokens import load_tokenizer
+from pipeline.stages.tokens import load_tokenizer
 
 out = Path(sys.argv[1] if len(sys.argv) > 1 else "out")
 manifest = json.loads((out / "manifest.json").read_text())  # written last: the run finished

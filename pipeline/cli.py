@@ -81,7 +81,7 @@ def cmd_run(args, beam_args: list[str]) -> int:
         )
         return EXIT_USAGE
     if local:  # fail before any work (and any teacher spend) if the sandbox cannot run here
-        from pipeline.sandbox import Limits, Sandbox, SandboxUnavailable
+        from pipeline.sandbox.sandbox import Limits, Sandbox, SandboxUnavailable
 
         try:
             Sandbox(Limits.from_config(cfg.verify), require=cfg.verify.require_isolation).close()
@@ -229,7 +229,7 @@ def cmd_stage(args, beam_args: list[str]) -> int:
 
 
 def cmd_teacher_server(args, _beam_args) -> int:
-    from pipeline.teacher_server import serve_from_args
+    from pipeline.teacher.builtin.server import serve_from_args
 
     try:
         return serve_from_args(args)
@@ -239,7 +239,7 @@ def cmd_teacher_server(args, _beam_args) -> int:
 
 
 def cmd_inspect(args, _beam_args) -> int:
-    from pipeline.inspect import inspect_output
+    from pipeline.output.inspect import inspect_output
 
     try:
         text = inspect_output(
@@ -257,7 +257,7 @@ def cmd_inspect(args, _beam_args) -> int:
 
 
 def cmd_report(args, _beam_args) -> int:
-    from pipeline.report import write_report
+    from pipeline.output.report import write_report
 
     try:
         path = write_report(args.output)
@@ -271,7 +271,7 @@ def cmd_report(args, _beam_args) -> int:
 def cmd_plan(args, _beam_args) -> int:
     from dataclasses import fields
 
-    from pipeline.plan import Assumptions, format_plan, load_manifest, plan
+    from pipeline.output.plan import Assumptions, format_plan, load_manifest, plan
 
     flags = {f.name: getattr(args, f.name) for f in fields(Assumptions)}  # one flag per field
     try:
@@ -284,7 +284,7 @@ def cmd_plan(args, _beam_args) -> int:
 
 
 def cmd_sandbox_probe(args, _beam_args) -> int:
-    from pipeline.sandbox import Limits, Sandbox, SandboxUnavailable
+    from pipeline.sandbox.sandbox import Limits, Sandbox, SandboxUnavailable
 
     try:
         box = Sandbox(Limits())
@@ -314,7 +314,7 @@ def cmd_sandbox_probe(args, _beam_args) -> int:
 
 
 def cmd_check_code(args, _beam_args) -> int:
-    from pipeline.sandbox import Limits, Sandbox, SandboxUnavailable
+    from pipeline.sandbox.sandbox import Limits, Sandbox, SandboxUnavailable
 
     try:
         solution = Path(args.solution).read_text(encoding="utf-8")
@@ -463,7 +463,7 @@ def parser() -> argparse.ArgumentParser:
 
     _add_stage_parsers(sub)
 
-    from pipeline.teacher_server import add_arguments
+    from pipeline.teacher.builtin.server import add_arguments
 
     server_p = sub.add_parser(
         "teacher-server",
@@ -496,7 +496,7 @@ def parser() -> argparse.ArgumentParser:
     report_p.add_argument("output")
     report_p.set_defaults(func=cmd_report)
 
-    from pipeline.plan import Assumptions
+    from pipeline.output.plan import Assumptions
 
     assumed = Assumptions()
     plan_p = sub.add_parser(

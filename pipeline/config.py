@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from pipeline.records import stable_hash
 
-# Benchmarks that ship in PyPI packages; pipeline.decontam knows how to load each.
+# Benchmarks that ship in PyPI packages; pipeline.stages.decontam knows how to load each.
 BUILTIN_BENCHMARKS = ("humaneval", "gsm8k", "aime2025")
 
 

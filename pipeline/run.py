@@ -33,14 +33,14 @@ from apache_beam.options.pipeline_options import PipelineOptions
 import pipeline
 from pipeline import records
 from pipeline.config import Config
-from pipeline.decontam import Decontaminate
-from pipeline.dedup import Dedup
-from pipeline.generate import GenerateAttempts, GenerateProblems, make_seeds
-from pipeline.language import FilterLanguage
+from pipeline.output.write import STATS_DIR, WriteShards
 from pipeline.prompts import prompt_hashes
-from pipeline.tokens import Tokenize, chat_layout, check_tokens, length_limit, load_tokenizer
-from pipeline.verify import SelectAttempt, VerifyAttempts, VerifyReference, errored_attempt
-from pipeline.write import STATS_DIR, WriteShards
+from pipeline.stages.decontam import Decontaminate
+from pipeline.stages.dedup import Dedup
+from pipeline.stages.generate import GenerateAttempts, GenerateProblems, make_seeds
+from pipeline.stages.language import FilterLanguage
+from pipeline.stages.tokens import Tokenize, chat_layout, check_tokens, length_limit, load_tokenizer
+from pipeline.stages.verify import SelectAttempt, VerifyAttempts, VerifyReference, errored_attempt
 
 TABLE_DIRS = ("data", "rejected", "attempts", "packed")
 TOKEN_TABLES = ("data", "packed")  # the tables whose rows carry token ids

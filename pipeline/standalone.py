@@ -10,8 +10,8 @@ path order; file ``i`` is named ``input.files[i]`` in the manifest. A row is one
 - its id is ``row[id_field]`` as text when the row has one (ids must be unique), else the
   synthetic ``"<file index>:<row number>"`` (0-based, zero-padded), so "smallest id wins"
   keeps the first copy in input order;
-- the stage (``pipeline.dedup.Dedup`` or ``pipeline.decontam.Decontaminate``) sees only the id
-  and the text; the row rides along unread.
+- the stage (``pipeline.stages.dedup.Dedup`` or ``pipeline.stages.decontam.Decontaminate``)
+  sees only the id and the text; the row rides along unread.
 
 Outputs, written into ``OUT/.tmp-<run id>/`` and moved into place only after the job and its
 checks succeeded (the same helpers as ``pipeline.run``), ``manifest.json`` last:
@@ -64,7 +64,7 @@ from pydantic import ValidationError
 
 from pipeline import records
 from pipeline.config import ConfigError, DecontamConfig, DedupConfig
-from pipeline.decontam import open_raw, parse_json_line
+from pipeline.output.write import ROW_GROUP_ROWS, shard_name, shard_of
 from pipeline.run import (
     TABLE_DIRS,
     OutputError,
@@ -76,7 +76,7 @@ from pipeline.run import (
     new_run_id,
     publish,
 )
-from pipeline.write import ROW_GROUP_ROWS, shard_name, shard_of
+from pipeline.stages.decontam import open_raw, parse_json_line
 
 JSONL, PARQUET = "jsonl", "parquet"
 _SUFFIXES = {".jsonl": JSONL, ".jsonl.gz": JSONL, ".parquet": PARQUET}
@@ -596,10 +596,10 @@ class WriteTables(beam.PTransform):
 
 def _stage_transform(job: Job):
     if job.command == "dedup":
-        from pipeline.dedup import Dedup
+        from pipeline.stages.dedup import Dedup
 
         return "Dedup", Dedup(job.stage)
-    from pipeline.decontam import Decontaminate
+    from pipeline.stages.decontam import Decontaminate
 
     return "Decontaminate", Decontaminate(job.stage)
 
@@ -770,7 +770,7 @@ def run_stage(job: Job, beam_args: list[str], overwrite: bool = False) -> dict:
     if inputs.format == PARQUET:
         has_ids = check_parquet_inputs(inputs, job.field, job.id_field)
     if job.command == "decontam":
-        from pipeline.decontam import check_benchmarks
+        from pipeline.stages.decontam import check_benchmarks
 
         check_benchmarks(job.stage.benchmarks)
     run_id = new_run_id()

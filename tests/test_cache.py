@@ -8,17 +8,17 @@ from pathlib import Path
 
 import pytest
 
-from pipeline import cache as cache_mod
-from pipeline.cache import (
+from pipeline.config import TeacherConfig
+from pipeline.stages.generate import problem_messages
+from pipeline.teacher import cache as cache_mod
+from pipeline.teacher.cache import (
     ResponseCache,
     base_url_family,
     default_cache_dir,
     entry_from_result,
     request_key,
 )
-from pipeline.config import TeacherConfig
-from pipeline.generate import problem_messages
-from pipeline.teacher import TeacherClient, TeacherResult, sampling_params
+from pipeline.teacher.client import TeacherClient, TeacherResult, sampling_params
 
 MESSAGES = [{"role": "user", "content": "Write a problem about strings. — ünïcode"}]
 SAMPLING = {"temperature": 0.8, "top_p": 1.0, "max_tokens": 2048, "seed": 7}

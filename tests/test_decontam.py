@@ -10,9 +10,10 @@ from apache_beam.testing.test_pipeline import TestPipeline as BeamTestPipeline
 from apache_beam.testing.util import assert_that, equal_to
 from support import assert_conserved
 
-from pipeline import decontam, records
+from pipeline import records
 from pipeline.config import BUILTIN_BENCHMARKS, DecontamConfig
-from pipeline.decontam import (
+from pipeline.stages import decontam
+from pipeline.stages.decontam import (
     BenchmarkError,
     Decontaminate,
     benchmark_items,

@@ -13,7 +13,7 @@ from support import assert_conserved
 
 from pipeline import records
 from pipeline.config import DedupConfig
-from pipeline.dedup import (
+from pipeline.stages.dedup import (
     RECALL_WEIGHTS,
     ConnectedComponents,
     Dedup,
@@ -26,7 +26,7 @@ from pipeline.dedup import (
     shingles,
     signature,
 )
-from pipeline.minhash import shingle_hash
+from pipeline.stages.minhash import shingle_hash
 
 VOCAB = [f"w{i}" for i in range(5000)]
 # Pipeline tests use a config whose S-curve leaves a wide margin at the planted similarities

@@ -14,11 +14,11 @@ import pytest
 
 from pipeline import records
 from pipeline.config import load_config
-from pipeline.generate import make_seeds, seed_id
 from pipeline.run import run
-from pipeline.sandbox import LEVELS
-from pipeline.teacher_server import TeacherServer
-from pipeline.tokens import load_tokenizer
+from pipeline.sandbox.sandbox import LEVELS
+from pipeline.stages.generate import make_seeds, seed_id
+from pipeline.stages.tokens import load_tokenizer
+from pipeline.teacher.builtin.server import TeacherServer
 
 KEY_ENV, SECRET = "SYNTHGEN_E2E_KEY", "sk-e2e-very-secret-0123456789"
 

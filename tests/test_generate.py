@@ -4,7 +4,7 @@ import pytest
 
 from pipeline import records
 from pipeline.config import load_config
-from pipeline.generate import (
+from pipeline.stages.generate import (
     attempt_messages,
     make_seeds,
     parse_answer,

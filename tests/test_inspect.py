@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 from outputs import quickstart_output
 
-from pipeline.inspect import clip, inspect_output, pick_samples, select_rejected
+from pipeline.output.inspect import clip, inspect_output, pick_samples, select_rejected
 
 REJECTED_HEADER = re.compile(r"^--- (\S+) \((\S+)\)$", re.MULTILINE)
 SAMPLE_HEADER = re.compile(r"^=== (\S+) \(", re.MULTILINE)

@@ -6,7 +6,7 @@ from apache_beam.testing.util import assert_that, equal_to
 
 from pipeline import records
 from pipeline.config import LanguageConfig
-from pipeline.language import (
+from pipeline.stages.language import (
     UNKNOWN,
     FilterLanguage,
     detect_language,

@@ -7,8 +7,8 @@ import pytest
 import xxhash
 from datasketch import MinHash, MinHashLSH
 
-from pipeline import dedup, minhash
-from pipeline.minhash import (
+from pipeline.stages import dedup, minhash
+from pipeline.stages.minhash import (
     char_shingle_hash,
     hashfunc,
     normalize_code,
@@ -281,7 +281,7 @@ def test_deterministic_across_calls_and_processes():
     minhash._WORD_CACHE.clear()
     np.testing.assert_array_equal(signature_of(DOCS["unicode"], n=2), first)
     script = (
-        "import sys; from pipeline.minhash import signature_of; "
+        "import sys; from pipeline.stages.minhash import signature_of; "
         "sys.stdout.write(signature_of(sys.stdin.read(), n=2).tobytes().hex())"
     )
     for hash_seed in ("0", "12345"):

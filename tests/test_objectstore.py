@@ -11,7 +11,7 @@ from support import char_tokenizer, output_rows
 
 from pipeline.config import load_config
 from pipeline.run import OutputError, run
-from pipeline.tokens import load_tokenizer
+from pipeline.stages.tokens import load_tokenizer
 
 SMALL = ["run.problems_per_combo=2", "generation.attempts=2"]
 

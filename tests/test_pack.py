@@ -12,10 +12,10 @@ from apache_beam.testing.test_pipeline import TestPipeline as BeamTestPipeline
 from support import data_row
 
 from pipeline.config import OutputConfig, load_config
-from pipeline.pack import pack_rows, unpack
+from pipeline.output.pack import pack_rows, unpack
+from pipeline.output.write import WriteShards
 from pipeline.run import run
-from pipeline.tokens import load_tokenizer
-from pipeline.write import WriteShards
+from pipeline.stages.tokens import load_tokenizer
 
 FNAPI = ["--runner=FnApiRunner"]
 EOS = 7

@@ -5,9 +5,9 @@ import math
 
 import pytest
 
-from pipeline import plan as planning
 from pipeline.config import load_config
-from pipeline.plan import Assumptions, format_plan, load_manifest, plan
+from pipeline.output import plan as planning
+from pipeline.output.plan import Assumptions, format_plan, load_manifest, plan
 from pipeline.run import run
 
 N = 1_000_000_000

@@ -25,8 +25,8 @@ from apache_beam.options.pipeline_options import PipelineOptions
 from support import output_rows
 
 from pipeline.config import DedupConfig, load_config
-from pipeline.dedup import Dedup
 from pipeline.run import run
+from pipeline.stages.dedup import Dedup
 
 TESTS = Path(__file__).parent
 CFG = DedupConfig(threshold=0.7, num_perm=128, shingle_size=3)
@@ -178,8 +178,8 @@ def test_quickstart_rows_equal_with_two_worker_processes(quickstart):
 def test_seeds_fan_out_through_a_reshuffle_before_the_teacher():
     """Create's elements would stay on the worker that read them; the reshuffle spreads the
     seeds (and so the teacher calls) over all workers."""
-    from pipeline.generate import make_seeds
     from pipeline.run import build
+    from pipeline.stages.generate import make_seeds
 
     cfg = load_config("examples/quickstart.yaml")
     p = beam.Pipeline(options=PipelineOptions(["--runner=FnApiRunner"]))

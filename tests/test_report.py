@@ -22,7 +22,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from pipeline.config import load_config
-from pipeline.report import cluster_sizes, consistency_warnings, write_report
+from pipeline.output.report import cluster_sizes, consistency_warnings, write_report
 from pipeline.run import run
 
 PLOTS = 7

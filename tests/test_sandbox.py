@@ -13,7 +13,7 @@ import pytest
 
 from pipeline import records
 from pipeline.config import VerifyConfig
-from pipeline.sandbox import (
+from pipeline.sandbox.sandbox import (
     ISOLATION_NAMESPACES,
     ISOLATION_PROCESS,
     JUDGE_IN_PROCESS,
@@ -476,7 +476,7 @@ def test_candidate_sees_no_api_key(sandbox, monkeypatch):
 
 def test_worker_becomes_undumpable():
     code = (
-        "import ctypes\nfrom pipeline.sandbox import Sandbox\n"
+        "import ctypes\nfrom pipeline.sandbox.sandbox import Sandbox\n"
         "Sandbox(level='process')\nprint(ctypes.CDLL(None).prctl(3, 0, 0, 0, 0))\n"
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
@@ -489,7 +489,7 @@ def test_candidate_cannot_read_the_workers_environ_via_proc():
     """The worker is started with a key in its environment (as a real worker is) and runs the
     candidate at the plain ``process`` level, the same uid as the worker."""
     worker = (
-        "from pipeline.sandbox import Sandbox, Limits\n"
+        "from pipeline.sandbox.sandbox import Sandbox, Limits\n"
         "box = Sandbox(Limits(timeout_s=5), level='process')\n"
         "program = ('import os\\n'\n"
         "  'try:\\n'\n"

@@ -44,7 +44,7 @@ from pipeline.records import (
     PASS,
     SUSPICIOUS,
 )
-from pipeline.sandbox import (
+from pipeline.sandbox.sandbox import (
     ISOLATION_NAMESPACES_UID,
     ISOLATION_PROCESS_UID,
     MAX_SLOTS,
@@ -1139,7 +1139,7 @@ def ctx(tmp_path, listeners):
 PIDNS_SCRIPT = (
     "import json, os, signal, sys\n"
     "from concurrent.futures import ThreadPoolExecutor\n"
-    "from pipeline.sandbox import UID_BASE, Limits, Sandbox\n\n"
+    "from pipeline.sandbox.sandbox import UID_BASE, Limits, Sandbox\n\n"
     + inspect.getsource(live_processes)
     + r"""
 

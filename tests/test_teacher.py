@@ -8,7 +8,7 @@ import pytest
 
 from pipeline import records
 from pipeline.config import TeacherConfig
-from pipeline.teacher import OK, TeacherClient, TeacherFatalError, WorkerGate
+from pipeline.teacher.client import OK, TeacherClient, TeacherFatalError, WorkerGate
 
 
 def completion(content="{}", finish="stop"):
@@ -244,7 +244,7 @@ def test_caps_are_split_between_workers():
 
 
 def test_cache_serves_a_repeated_request_without_paying(scripted, tmp_path):
-    from pipeline.cache import ResponseCache
+    from pipeline.teacher.cache import ResponseCache
 
     client, server, _ = scripted(completion('{"a": 1}'))
     client._cache = ResponseCache(str(tmp_path / "cache"))

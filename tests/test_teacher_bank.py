@@ -21,9 +21,9 @@ import pytest
 from langdetect import DetectorFactory, detect
 from support import jaccard, word_5grams
 
-from pipeline import teacher_bank as bank
 from pipeline.prompts import load_template
 from pipeline.schemas import load_schema
+from pipeline.teacher.builtin import bank
 
 ROOT = Path(__file__).resolve().parents[1]
 SCHEMAS = {

@@ -1,7 +1,7 @@
 """The built-in teacher over real HTTP on 127.0.0.1, driven by the real ``openai`` client.
 
 Generated code and programs run in a subprocess (``python -I``) in a temporary directory; this
-harness is test-only (the project's sandbox lives in ``pipeline.sandbox``).
+harness is test-only (the project's sandbox lives in ``pipeline.sandbox.sandbox``).
 """
 
 from __future__ import annotations
@@ -23,11 +23,11 @@ import pytest
 from langdetect import DetectorFactory, detect
 from support import jaccard
 
-from pipeline import teacher_bank as bank
-from pipeline import teacher_server as ts
 from pipeline.prompts import load_template
 from pipeline.schemas import load_schema
-from pipeline.teacher_server import TeacherServer
+from pipeline.teacher.builtin import bank
+from pipeline.teacher.builtin import server as ts
+from pipeline.teacher.builtin.server import TeacherServer
 
 ROOT = Path(__file__).resolve().parents[1]
 SCHEMAS = {
@@ -461,7 +461,7 @@ def test_request_log_hashes_the_canonical_body(tmp_path):
 
 def test_cli_runs_in_the_foreground_until_interrupted():
     proc = subprocess.Popen(
-        [sys.executable, "-m", "pipeline.teacher_server", "--port", "0", "--seed", "4"],
+        [sys.executable, "-m", "pipeline.teacher.builtin.server", "--port", "0", "--seed", "4"],
         cwd=ROOT,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

@@ -10,9 +10,9 @@ from apache_beam.options.pipeline_options import PipelineOptions
 
 from pipeline import records
 from pipeline.config import load_config
-from pipeline.generate import GenerateProblems, make_seeds
 from pipeline.run import build, run
-from pipeline.teacher_server import TeacherServer
+from pipeline.stages.generate import GenerateProblems, make_seeds
+from pipeline.teacher.builtin.server import TeacherServer
 
 SMALL = ["run.problems_per_combo=2", "generation.attempts=2", "verify.timeout_s=2"]
 KEY_ENV, SECRET = "SYNTHGEN_STAGE_KEY", "sk-stage-secret-abcdef123456"

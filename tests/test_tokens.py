@@ -7,7 +7,7 @@ from support import char_tokenizer
 
 from pipeline import records
 from pipeline.config import TokensConfig
-from pipeline.tokens import (
+from pipeline.stages.tokens import (
     IM_END,
     Tokenize,
     assistant_text,

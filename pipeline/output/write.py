@@ -14,7 +14,7 @@ NumPy buffers), then split by shard; what waits for the shard count and what the
 shard's worker concatenates them, sorts by id and writes
 ``<out>/<table>/part-SSSSS-of-NNNNN.parquet`` through Beam's ``FileSystems`` (local, gs://,
 s3://): zstd by default, row groups of at most 8,192 rows and about 64 MiB uncompressed. With
-packing, the same worker packs the shard's samples (see ``pipeline.pack``) into
+packing, the same worker packs the shard's samples (see ``pipeline.output.pack``) into
 ``<out>/packed/`` under the same shard number. Every shard is written, empty or not (an empty
 one has no row group), so the names always add up. For each file a small JSON stats file
 (rows, tokens, SHA-256, counts by stage/reason) goes to ``<out>/_stats``: the manifest is
@@ -39,7 +39,7 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.transforms.window import GlobalWindows
 
 from pipeline.config import OutputConfig
-from pipeline.pack import pack_rows
+from pipeline.output.pack import pack_rows
 from pipeline.records import SCHEMA_VERSION, counter
 from pipeline.schemas import arrow_schema
 

@@ -8,7 +8,7 @@ means the lexicographically smallest ``id``; record ids are assumed unique.
    (``GroupByExactKey``); in each group the smallest id survives and the others are dropped
    as ``exact_duplicate`` with ``detail`` = the survivor's id.
 2. Near: every exact survivor gets a MinHash ``signature`` of its word ``shingles``
-   (``pipeline.minhash``: datasketch's values with synthgen's documented shingle hash,
+   (``pipeline.stages.minhash``: datasketch's values with synthgen's documented shingle hash,
    ``num_perm`` permutations, seed 1), cut into LSH bands
    (``lsh_params``: datasketch's own optimum for ``threshold``, weighted for recall by
    ``RECALL_WEIGHTS``). Ids are grouped by band key (``GroupByBand``); in each bucket every
@@ -68,7 +68,7 @@ import numpy as np
 
 from pipeline import records
 from pipeline.config import DedupConfig
-from pipeline.minhash import normalize_text, shingle_hashes, signature_of, signatures
+from pipeline.stages.minhash import normalize_text, shingle_hashes, signature_of, signatures
 
 # Signatures travel between workers as little-endian uint32 bytes. datasketch's default scheme
 # (affine32, 2.x) and its legacy scheme (1.x) both produce values below 2**32.
@@ -90,8 +90,8 @@ def shingles(text: str, n: int) -> set[bytes]:
 
 def signature(text: str, num_perm: int, n: int, seed: int = 1) -> np.ndarray:
     """MinHash signature (``num_perm`` values) of the text's word n-gram shingles: equal to
-    ``datasketch.MinHash(num_perm, seed, hashfunc=pipeline.minhash.shingle_hash)`` updated
-    with them, computed in one vectorised pass (``pipeline.minhash``)."""
+    ``datasketch.MinHash(num_perm, seed, hashfunc=pipeline.stages.minhash.shingle_hash)`` updated
+    with them, computed in one vectorised pass (``pipeline.stages.minhash``)."""
     return signature_of(text, n=n, num_perm=num_perm, seed=seed)
 
 
@@ -434,7 +434,7 @@ def against_files(specs: Iterable[str]) -> list[tuple[str, str | None]]:
 def _existing_items(file_and_field, default_field: str, num_perm: int, shingle_size: int):
     """file -> (id, exact key, signature, shingle set) of every row (ids prefixed by the
     file)."""
-    from pipeline.decontam import _file_items
+    from pipeline.stages.decontam import _file_items
 
     path, field = file_and_field
     for item_id, text in _file_items(path, field or default_field):

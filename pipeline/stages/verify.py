@@ -17,7 +17,7 @@ reference that still fails that way is rejected with reason ``sandbox_error`` (d
 attempt but with an infra failure is rejected with ``sandbox_error`` instead of
 ``no_passing_attempt``. ``SUSPICIOUS`` (passed only in-process, by code with red flags) is not
 a pass. Every checked attempt carries ``judge_mode`` and ``audit_flags`` (see
-``pipeline.sandbox``); the kept sample carries its chosen attempt's.
+``pipeline.sandbox.sandbox``); the kept sample carries its chosen attempt's.
 
 Selection rule (``choose_attempt``): among attempts with verdict PASS, the shortest
 ``solution`` text wins, then the lowest attempt index. ``pass_rate`` = passing attempts /
@@ -44,9 +44,9 @@ from typing import Any, NamedTuple
 import apache_beam as beam
 
 from pipeline import records
-from pipeline.concurrent import ConcurrentDoFn
 from pipeline.records import DROPPED, ERRORS, KEPT, REFERENCE, SELECT, VERIFY
-from pipeline.sandbox import Limits, Sandbox
+from pipeline.sandbox.sandbox import Limits, Sandbox
+from pipeline.stages.concurrent import ConcurrentDoFn
 
 NOT_RUN = "NOT_RUN"  # attempt verdict: the teacher's answer could not be parsed, nothing ran
 ERRORED = "ERROR"  # attempt verdict: a stage raised on this attempt (see ``errored_attempt``)

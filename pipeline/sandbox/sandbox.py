@@ -5,12 +5,12 @@
 imports from ``solution`` and passes when importing it raises nothing and every top-level
 ``test_*`` function returns without raising, with at least one ``assert`` executed);
 ``run_program(program)`` runs a math program and returns its last stdout line (comparing it
-with an answer is ``pipeline.verify``'s job). Both return a plain dict: ``verdict``,
+with an answer is ``pipeline.stages.verify``'s job). Both return a plain dict: ``verdict``,
 ``duration_s``, ``detail`` (first failing test, or a stderr tail; at most 500 characters),
 ``isolation_level``, ``judge_mode``, ``audit_flags``; plus ``tests_run``/``tests_passed`` or
 ``stdout_last_line``.
 
-How (the helper processes are in ``pipeline/sandbox_harness.py``): at construction the sandbox
+How (the helper processes are in ``pipeline/sandbox/harness.py``): at construction the sandbox
 probes what this machine allows, starts a *zygote* (a pre-started, pre-imported Python with an
 empty environment) at the strongest level, and runs a canary pair there (a known-good sample
 must PASS, a known-bad one must FAIL_TESTS). Each check is one fork of the zygote, so a check
@@ -63,7 +63,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pipeline import records
-from pipeline.sandbox_harness import SUSPICIOUS_EXIT, recv_msg, send_msg
+from pipeline.sandbox.harness import SUSPICIOUS_EXIT, recv_msg, send_msg
 
 ISOLATION_PROCESS = "process"
 ISOLATION_PROCESS_UID = "process+uid"
@@ -77,7 +77,7 @@ OPEN_FILES = 64
 MAX_SLOTS = 512  # concurrent checks per worker process (two uids each)
 UID_BASE = 1_000_000  # check uids start here (unused by real users); see check_uid_range
 _UID_BLOCKS = 2_000_000
-_HARNESS_FILE = Path(__file__).with_name("sandbox_harness.py")
+_HARNESS_FILE = Path(__file__).with_name("harness.py")
 _CHILD_FLAGS = ("-s", "-S", "-B", "-X", "utf8")
 _CHILD_ENV = {"PYTHONHASHSEED": "0"}  # -I would randomise set order, hence some verdicts
 _UNSHARE = ("--pid", "--net", "--ipc", "--uts", "--mount", "--fork", "--mount-proc")

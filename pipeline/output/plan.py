@@ -46,7 +46,8 @@ BAND_ENTRY_BYTES = 75  # one (band key, id) pair in shuffle: "t17:" + 24 hex dig
 PAIR_BYTES = 60  # one (root id, member id) candidate or edge in shuffle
 RECORD_BYTES_PER_TOKEN = 4  # text of a problem record: ~4 bytes of UTF-8 per token
 RECORD_FIXED_BYTES = 1024  # the record's other fields (ids, hashes, lineage, pickling)
-WORD_CACHE_MB = 100  # pipeline/minhash.py: word-hash cache, cleared past 2**20 words (~100 B)
+# pipeline/stages/minhash.py: word-hash cache, cleared past 2**20 words (~100 B)
+WORD_CACHE_MB = 100
 
 STAGES = ("generate", "attempts")  # teacher stages, as in the manifest's teacher.by_stage
 
@@ -131,9 +132,10 @@ def _teacher_stage(counters: dict, scale: float) -> dict:
 
 
 def _dedup(d: dict, counts: dict, scale: float, tokens_per_sample: float, a: Assumptions) -> dict:
-    """Shuffle bytes and the largest single-worker groups of the Dedup stage (pipeline/dedup.py)
-    at scale, from the pilot's dedup counters and config section ``d``."""
-    from pipeline.dedup import RECALL_WEIGHTS, lsh_params  # Beam: not needed to build the CLI
+    """Shuffle bytes and the largest single-worker groups of the Dedup stage
+    (pipeline/stages/dedup.py) at scale, from the pilot's dedup counters and config ``d``."""
+    # Beam: not needed to build the CLI
+    from pipeline.stages.dedup import RECALL_WEIGHTS, lsh_params
 
     bands, rows = lsh_params(d["threshold"], d["num_perm"], *RECALL_WEIGHTS)
     spaces = 2 if d.get("solution") else 1  # dedup.solution bands the solution too

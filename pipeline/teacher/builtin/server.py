@@ -2,7 +2,7 @@
 
 It is the demo, test and benchmark teacher (``synthgen teacher-server``, or in process when the
 config says ``base_url: builtin``). It answers synthgen's own prompts from a procedural problem
-bank and plants defects on purpose (see ``pipeline.teacher_bank``).
+bank and plants defects on purpose (see ``pipeline.teacher.builtin.bank``).
 
 Contract:
 
@@ -47,7 +47,7 @@ from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import IO, Any
 
-from pipeline import teacher_bank
+from pipeline.teacher.builtin import bank as teacher_bank
 
 MODEL_ID = "synthgen-builtin-teacher"
 NOT_A_MODEL = (
@@ -613,7 +613,7 @@ def serve_from_args(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m pipeline.teacher_server",
+        prog="python -m pipeline.teacher.builtin.server",
         description="synthgen built-in teacher (OpenAI-compatible; not a language model)",
     )
     add_arguments(parser)

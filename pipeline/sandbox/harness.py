@@ -1,6 +1,6 @@
 """Trusted code of the sandbox's helper processes: ``python -s -S -B -c <this source>``.
 
-``pipeline.sandbox`` reads this file's text and starts it as a *zygote*: one pre-started,
+``pipeline.sandbox.sandbox`` reads this file's text and starts it as a *zygote*: one pre-started,
 pre-imported process per sandbox (inside the isolation: its own PID, network, IPC and mount
 namespaces when the level allows), with an empty environment. The pipeline never imports this
 module. It uses the standard library only.

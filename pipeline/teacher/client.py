@@ -11,11 +11,11 @@ Failure classes:
 An answer cut off by ``max_tokens`` comes back with status ``truncated``.
 
 Never paying twice: every request is looked up first in the content-addressed
-``ResponseCache`` (``pipeline.cache``); only complete answers are stored. Never overspending:
-the ``WorkerGate`` of the worker process holds the request / token rate limits and the hard
-caps (requests, tokens, cost); once a cap is reached no request is sent and the result is
-``budget_exhausted``. Caps are checked before each send, so a run overshoots by at most the
-requests already in flight.
+``ResponseCache`` (``pipeline.teacher.cache``); only complete answers are stored. Never
+overspending: the ``WorkerGate`` of the worker process holds the request / token rate limits
+and the hard caps (requests, tokens, cost); once a cap is reached no request is sent and the
+result is ``budget_exhausted``. Caps are checked before each send, so a run overshoots by at
+most the requests already in flight.
 """
 
 from __future__ import annotations
@@ -30,15 +30,15 @@ from dataclasses import dataclass
 
 import openai
 
-from pipeline.cache import (
+from pipeline.config import TeacherConfig
+from pipeline.records import BUDGET_EXHAUSTED, TEACHER_ERROR, TRUNCATED, counter
+from pipeline.teacher.cache import (
     ResponseCache,
     base_url_family,
     default_cache_dir,
     entry_from_result,
     request_key,
 )
-from pipeline.config import TeacherConfig
-from pipeline.records import BUDGET_EXHAUSTED, TEACHER_ERROR, TRUNCATED, counter
 
 BUILTIN = "builtin"
 OK = "ok"
@@ -338,7 +338,7 @@ def open_teacher(cfg: TeacherConfig, run_seed: int, run_id: str):
     base_url = cfg.base_url
     api_key = os.environ.get(cfg.api_key_env, "")
     if base_url == BUILTIN:
-        from pipeline.teacher_server import TeacherServer
+        from pipeline.teacher.builtin.server import TeacherServer
 
         server = TeacherServer(
             seed=run_seed,

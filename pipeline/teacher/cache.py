@@ -54,7 +54,7 @@ ENTRY_FIELDS = {
 OPTIONAL_FIELDS = {"allow_truncated": (bool,)}
 _INT_FIELDS = ("prompt_tokens", "completion_tokens", "max_tokens")
 _HEX = frozenset("0123456789abcdef")
-# teacher.OK and records.TRUNCATED; "ok" is spelled out so that pipeline.teacher can import
+# teacher.OK and records.TRUNCATED; "ok" is spelled out so that pipeline.teacher.client can import
 # this module without a cycle.
 _CACHEABLE_STATUS = {"ok", TRUNCATED}
 

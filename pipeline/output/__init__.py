@@ -1,0 +1,1 @@
+"""What the pipeline writes and what reads it back: shards, packing, report, inspect, plan."""

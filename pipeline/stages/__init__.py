@@ -1,0 +1,1 @@
+"""Pipeline stages: each a pure core plus one thin PTransform."""

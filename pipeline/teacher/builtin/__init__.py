@@ -1,0 +1,1 @@
+"""The built-in teacher: an OpenAI-compatible HTTP server over a procedural problem bank."""
