@@ -76,7 +76,7 @@ from pipeline.run import (
     new_run_id,
     publish,
 )
-from pipeline.stages.decontam import open_raw, parse_json_line
+from pipeline.stages.textfiles import open_raw, parse_json_line
 
 JSONL, PARQUET = "jsonl", "parquet"
 _SUFFIXES = {".jsonl": JSONL, ".jsonl.gz": JSONL, ".parquet": PARQUET}

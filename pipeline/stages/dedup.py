@@ -69,6 +69,7 @@ import numpy as np
 from pipeline import records
 from pipeline.config import DedupConfig
 from pipeline.stages.minhash import normalize_text, shingle_hashes, signature_of, signatures
+from pipeline.stages.textfiles import file_items
 
 # Signatures travel between workers as little-endian uint32 bytes. datasketch's default scheme
 # (affine32, 2.x) and its legacy scheme (1.x) both produce values below 2**32.
@@ -434,10 +435,8 @@ def against_files(specs: Iterable[str]) -> list[tuple[str, str | None]]:
 def _existing_items(file_and_field, default_field: str, num_perm: int, shingle_size: int):
     """file -> (id, exact key, signature, shingle set) of every row (ids prefixed by the
     file)."""
-    from pipeline.stages.decontam import _file_items
-
     path, field = file_and_field
-    for item_id, text in _file_items(path, field or default_field):
+    for item_id, text in file_items(path, field or default_field):
         yield (f"{path}#{item_id}", exact_key(text), *sign(text, num_perm, shingle_size))
 
 
