@@ -8,7 +8,8 @@ import pytest
 
 from pipeline import records
 from pipeline.config import TeacherConfig
-from pipeline.teacher.client import OK, TeacherClient, TeacherFatalError, WorkerGate
+from pipeline.teacher.client import OK, TeacherClient, TeacherFatalError
+from pipeline.teacher.limits import WorkerGate
 
 
 def completion(content="{}", finish="stop"):

@@ -24,7 +24,6 @@ import json
 import logging
 import os
 import random
-import threading
 import time
 from dataclasses import dataclass
 
@@ -39,6 +38,7 @@ from pipeline.teacher.cache import (
     entry_from_result,
     request_key,
 )
+from pipeline.teacher.limits import WorkerGate, worker_gate
 
 BUILTIN = "builtin"
 OK = "ok"
@@ -79,13 +79,6 @@ def sampling_json(cfg: TeacherConfig, seed: int) -> str:
     return json.dumps(sampling_params(cfg, seed), sort_keys=True)
 
 
-def call_cost(cfg: TeacherConfig, prompt_tokens: int, completion_tokens: int) -> float:
-    price = cfg.prices.get(cfg.model)
-    if price is None:
-        return 0.0
-    return (prompt_tokens * price.prompt + completion_tokens * price.completion) / _MICRO
-
-
 def _retry_after(exc: openai.APIStatusError) -> float | None:
     value = exc.response.headers.get("retry-after") if exc.response is not None else None
     try:
@@ -96,97 +89,6 @@ def _retry_after(exc: openai.APIStatusError) -> float | None:
 
 def _scrub(text: str, secret: str) -> str:
     return text.replace(secret, "***") if secret else text
-
-
-class WorkerGate:
-    """What one worker process may still send: rate limits, the 429 pause, hard caps.
-
-    Shared by every teacher client of a run in the process (see ``worker_gate``); each of
-    ``teacher.workers`` processes gets 1/workers of every quota and cap. Token buckets refill
-    continuously; tokens are charged when the answer arrives, so the token bucket may go
-    negative and then holds back the next requests until it has refilled.
-    """
-
-    def __init__(self, cfg: TeacherConfig, clock=time.monotonic, sleep=time.sleep):
-        share = 1.0 / cfg.workers
-        self._cfg = cfg
-        self._clock, self._sleep = clock, sleep
-        self._request_rate = cfg.rpm * share / 60.0
-        self._token_rate = cfg.tpm * share / 60.0
-        self._max_requests = cfg.max_requests * share
-        self._max_tokens = cfg.max_total_tokens * share
-        self._max_cost = cfg.max_cost_usd * share
-        self._lock = threading.Lock()
-        self._requests_left = max(1.0, self._request_rate)  # one second of burst
-        self._tokens_left = self._token_rate * 60.0 / 10.0  # six seconds of tokens
-        self._refilled = clock()
-        self._paused_until = 0.0
-        self.requests = self.tokens = 0
-        self.cost_usd = 0.0
-
-    def _cap_reached(self) -> str:
-        if self._max_requests and self.requests >= self._max_requests:
-            return f"max_requests {self._cfg.max_requests} reached"
-        if self._max_tokens and self.tokens >= self._max_tokens:
-            return f"max_total_tokens {self._cfg.max_total_tokens} reached"
-        if self._max_cost and self.cost_usd >= self._max_cost:
-            return f"max_cost_usd {self._cfg.max_cost_usd} reached"
-        return ""
-
-    def _refill(self, now: float) -> None:
-        elapsed, self._refilled = now - self._refilled, now
-        if self._request_rate:
-            cap = max(1.0, self._request_rate)
-            self._requests_left = min(cap, self._requests_left + elapsed * self._request_rate)
-        if self._token_rate:
-            cap = self._token_rate * 6.0
-            self._tokens_left = min(cap, self._tokens_left + elapsed * self._token_rate)
-
-    def acquire(self) -> str:
-        """Wait until a request may go; '' then, or the reason a cap stops all requests."""
-        while True:
-            with self._lock:
-                cap = self._cap_reached()
-                if cap:
-                    return cap
-                now = self._clock()
-                self._refill(now)
-                wait = self._paused_until - now
-                if self._request_rate and self._requests_left < 1.0:
-                    wait = max(wait, (1.0 - self._requests_left) / self._request_rate)
-                if self._token_rate and self._tokens_left < 0.0:
-                    wait = max(wait, -self._tokens_left / self._token_rate)
-                if wait <= 0:
-                    self._requests_left -= 1.0
-                    self.requests += 1
-                    return ""
-            self._sleep(min(wait, 1.0))
-
-    def charge(self, prompt_tokens: int, completion_tokens: int) -> float:
-        """Record an answer's tokens; returns its estimated cost in USD."""
-        cost = call_cost(self._cfg, prompt_tokens, completion_tokens)
-        with self._lock:
-            self.tokens += prompt_tokens + completion_tokens
-            self.cost_usd += cost
-            self._tokens_left -= prompt_tokens + completion_tokens
-        return cost
-
-    def pause(self, seconds: float) -> None:
-        """Hold every request of this worker for ``seconds`` (a 429's Retry-After)."""
-        with self._lock:
-            self._paused_until = max(self._paused_until, self._clock() + seconds)
-
-
-_GATES: dict[str, WorkerGate] = {}
-_GATES_LOCK = threading.Lock()
-
-
-def worker_gate(cfg: TeacherConfig, run_id: str) -> WorkerGate:
-    """The process-wide gate of run ``run_id`` (a new run starts with a fresh budget)."""
-    with _GATES_LOCK:
-        if run_id not in _GATES:
-            _GATES[run_id] = WorkerGate(cfg)
-        return _GATES[run_id]
 
 
 class TeacherClient:
