@@ -30,9 +30,25 @@ from pipeline.teacher.builtin import server as ts
 from pipeline.teacher.builtin.server import TeacherServer
 
 ROOT = Path(__file__).resolve().parents[1]
+# The v1 attempt prompts ask for these objects (the pipeline itself now sends v2 prompts).
+_TEXT = {"type": "string", "minLength": 1}
+V1_ATTEMPT_SCHEMAS = {
+    "code_attempt": {
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["solution"],
+        "properties": {"solution": _TEXT},
+    },
+    "math_attempt": {
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["reasoning", "answer", "program"],
+        "properties": {"reasoning": _TEXT, "answer": _TEXT, "program": _TEXT},
+    },
+}
 SCHEMAS = {
-    name: load_schema(name)
-    for name in ("code_problem", "math_problem", "code_attempt", "math_attempt")
+    **{name: load_schema(name) for name in ("code_problem", "math_problem")},
+    **V1_ATTEMPT_SCHEMAS,
 }
 LABEL_FIELDS = {
     "kind",
@@ -44,6 +60,8 @@ LABEL_FIELDS = {
     "defects",
     "copied_from_index",
     "entry_point",
+    "style",
+    "reasoning_served",
 }
 HARNESS = """\
 import importlib.util
@@ -138,13 +156,18 @@ def printed(tmp_path: Path, program: str) -> str:
     return proc.stdout.strip().splitlines()[-1]
 
 
+def json_teacher(**kwargs) -> TeacherServer:
+    """A teacher that answers exactly what the (v1) prompts ask for: no thinking trace."""
+    return TeacherServer(style="json", **kwargs)
+
+
 def read_jsonl(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines()]
 
 
 @pytest.fixture(scope="module")
 def clean_url():
-    with TeacherServer(seed=1, defect_scale=0) as server:
+    with json_teacher(seed=1, defect_scale=0) as server:
         yield server.url
 
 
@@ -184,7 +207,7 @@ def test_same_request_same_content_and_seed_varies_attempts(clean_url):
     attempt = attempt_prompt("code", parse(first))
     contents = {ask(api, attempt, seed=s).choices[0].message.content for s in range(6)}
     assert len(contents) > 1
-    with TeacherServer(seed=2, defect_scale=0) as other:
+    with json_teacher(seed=2, defect_scale=0) as other:
         reply = ask(client(other.url), problem_prompt("code", 9), seed=4)
         assert reply.choices[0].message.content != first
 
@@ -212,7 +235,7 @@ def test_code_references_pass_and_planted_attempts_fail(clean_url, tmp_path):
         assert run_code(tmp_path, good["solution"], problem["tests"]) == "pass"
     expected = {"wrong_solution": "fail", "fake_pass": "no_report", "infinite_loop": "timeout"}
     for defect, verdict in expected.items():
-        with TeacherServer(defect_rates=only(f"attempt.{defect}")) as server:
+        with json_teacher(defect_rates=only(f"attempt.{defect}")) as server:
             for problem in problems[: 1 if defect == "infinite_loop" else 3]:
                 reply = ask(client(server.url), attempt_prompt("code", problem))
                 assert planted(reply) == [defect]
@@ -222,7 +245,7 @@ def test_code_references_pass_and_planted_attempts_fail(clean_url, tmp_path):
 
 def test_failing_tests_and_benchmark_copies(tmp_path):
     for defect, verdict in (("failing_tests", "fail"), ("benchmark_copy", "pass")):
-        with TeacherServer(defect_rates=only(f"problem.{defect}")) as server:
+        with json_teacher(defect_rates=only(f"problem.{defect}")) as server:
             for index in range(3):
                 reply = ask(client(server.url), problem_prompt("code", index))
                 assert planted(reply) == [defect]
@@ -244,7 +267,7 @@ def test_math_programs_and_attempts(clean_url, tmp_path):
         good = parse(ask(api, attempt_prompt("math", problem), seed=1).choices[0].message.content)
         assert good["answer"] == problem["answer"] == printed(tmp_path, good["program"])
         for defect in ("wrong_solution", "inconsistent_answer"):
-            with TeacherServer(defect_rates=only(f"attempt.{defect}")) as server:
+            with json_teacher(defect_rates=only(f"attempt.{defect}")) as server:
                 reply = ask(client(server.url), attempt_prompt("math", problem))
                 bad = parse(reply.choices[0].message.content)
                 output = printed(tmp_path, bad["program"])
@@ -252,7 +275,7 @@ def test_math_programs_and_attempts(clean_url, tmp_path):
                     assert bad["answer"] == output != problem["answer"]
                 else:
                     assert bad["answer"] != output
-    with TeacherServer(defect_rates=only("problem.wrong_reference_answer")) as server:
+    with json_teacher(defect_rates=only("problem.wrong_reference_answer")) as server:
         reply = ask(client(server.url), problem_prompt("math", 5))
         problem = parse(reply.choices[0].message.content)
         assert printed(tmp_path, problem["program"]) != problem["answer"]
@@ -266,7 +289,7 @@ def test_high_defect_scale_plants_every_kind_and_labels_it(tmp_path):
     DetectorFactory.seed = 0
     labels_path = tmp_path / "labels.jsonl"
     responses = []
-    with TeacherServer(seed=5, defect_scale=3.0, label_log=str(labels_path)) as server:
+    with json_teacher(seed=5, defect_scale=3.0, label_log=str(labels_path)) as server:
         api = client(server.url)
         for domain in ("code", "math"):
             for index in range(110):
@@ -280,13 +303,14 @@ def test_high_defect_scale_plants_every_kind_and_labels_it(tmp_path):
     labels = read_jsonl(labels_path)
     assert len(labels) == len(responses)
     assert all(set(label) == LABEL_FIELDS for label in labels)
+    assert {(lab["style"], lab["reasoning_served"]) for lab in labels} == {("json", False)}
     for label, (domain, index, seed, response) in zip(labels, responses, strict=True):
         assert label["defects"] == planted(response)
         assert (label["domain"], label["index"], label["seed"]) == (domain, index, seed)
     problem_kinds = {d for lab in labels if lab["kind"] == "problem" for d in lab["defects"]}
     attempt_kinds = {d for lab in labels if lab["kind"] == "attempt" for d in lab["defects"]}
     assert problem_kinds == set(bank.PROBLEM_DEFECTS)
-    assert attempt_kinds == set(bank.ATTEMPT_DEFECTS)
+    assert attempt_kinds == set(bank.ATTEMPT_DEFECTS) - {"ambiguous_code"}  # v2 answers only
 
     by_index = {
         (domain, index): (label, response)
@@ -404,6 +428,11 @@ def test_fault_spec_parsing():
         {"faults": "retry_after=-1"},
         {"defect_rates": {"problem.typos": 0.1}},
         {"defect_scale": -2},
+        {"style": "verbose"},
+        {"provider": "openai"},
+        {"stream_chunk_tokens": 0},
+        {"token_rate": -1},
+        {"think_tokens": 2.5},
     ],
 )
 def test_bad_specs_raise_value_error(kwargs):
@@ -420,7 +449,7 @@ def test_bad_bodies_get_400_and_unknown_paths_404_on_one_keep_alive_connection(c
         ("POST", "/v1/chat/completions", "{not json", 400),
         ("POST", "/v1/chat/completions", json.dumps({"model": "m"}), 400),
         ("POST", "/v1/chat/completions", json.dumps({"messages": []}), 400),
-        ("POST", "/v1/chat/completions", good[:-1] + ', "stream": true}', 400),
+        ("POST", "/v1/chat/completions", good[:-1] + ', "stream": "yes"}', 400),
         ("POST", "/v1/chat/completions", good[:-1] + ', "seed": "x"}', 400),
         ("GET", "/v1/nowhere", None, 404),
         ("POST", "/v1/completions", good, 404),
@@ -435,6 +464,13 @@ def test_bad_bodies_get_400_and_unknown_paths_404_on_one_keep_alive_connection(c
         if status != 200:
             assert set(payload["error"]) >= {"message", "type", "code"}
     assert payload["object"] == "chat.completion"
+    # A stream read to its end leaves the connection open for the next request.
+    conn.request("POST", "/v1/chat/completions", body=good[:-1] + ', "stream": true}')
+    response = conn.getresponse()
+    assert response.getheader("Content-Type") == "text/event-stream"
+    assert response.read().decode().endswith("data: [DONE]\n\n")
+    conn.request("POST", "/v1/chat/completions", body=good)
+    assert json.loads(conn.getresponse().read())["object"] == "chat.completion"
     conn.close()
 
 

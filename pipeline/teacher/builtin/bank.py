@@ -1,33 +1,67 @@
 """Procedural problem bank behind the built-in teacher: pure functions, no I/O.
 
 The built-in teacher is not a language model. It answers synthgen's own prompts
-(``prompts/*/v1.jinja2``) from parameterised problem families (16 code, 16 math) and plants
+(``prompts/*/v*.jinja2``) from parameterised problem families (16 code, 16 math) and plants
 defects on purpose so the pipeline has something to catch. Contract:
 
-- ``answer(messages, request_seed, server_seed, rates)`` -> ``Answer(content, finish_reason,
-  defects, label)``, a deterministic function of its arguments.
+- ``answer(messages, request_seed, server_seed, rates, style, json_mode, think_tokens)`` ->
+  ``Answer(content, finish_reason, defects, label, segments)``, a deterministic function of its
+  arguments. ``segments`` is the whole reply in generation order (``styles.Segment``: the
+  thinking, then the answer); ``content`` the message content it makes.
 - Problem requests ("Task: write one original ..."): the clean problem and its defect draw
   depend on (server seed, domain, topic, difficulty, problem number) only, not on the request
   seed, which the pipeline derives per record: a duplicate must reproduce exactly what the
-  lower-numbered request was served, whatever seed that request carried. Any topic and
-  difficulty string works (keyword match, else a stable hash picks the families). Duplicates
-  pick a random lower number and walk down to the nearest one whose own draw is clean;
-  problem 0 is never a duplicate.
+  lower-numbered request was served, whatever seed that request carried (an exact duplicate
+  repeats the whole reply, style and thinking included). Any topic and difficulty string works
+  (keyword match, else a stable hash picks the families). Duplicates pick a random lower number
+  and walk down to the nearest one whose own draw is clean; problem 0 is never a duplicate.
 - Attempt requests ("Task: solve the ... problem below.") are answered statelessly: family and
   parameters are recovered from the statement by matching the bank's own templates (every
   language it writes), the entry point, or the HumanEval prompt. Anything else gets a generic
-  answer (code that raises NotImplementedError, math that adds the numbers it sees).
-- Content is the JSON object the prompt asks for, in a ```json fence ``FENCE_RATE`` of the time
-  (a style real models have, not a defect). Defect names: ``PROBLEM_DEFECTS`` and
-  ``ATTEMPT_DEFECTS``; rates are keyed "problem.<name>" / "attempt.<name>" (``DEFAULT_RATES``),
-  at most one defect per answer.
+  answer (code that raises NotImplementedError, math that adds the numbers it sees). Version 1
+  prompts ("Return only a JSON object ...") get the JSON object; version 2 prompts ("Answer as
+  you normally would." / "Please reason step by step, and put your final answer within
+  \\boxed{}.") a free-form answer. Code: prose, then the solution in a ```python / ```py /
+  ```Python / ```python3 / bare ``` block, sometimes with a helper function or an
+  ``if __name__ == "__main__":`` demo in it, sometimes followed by a usage block that does not
+  define the entry point and a ```text block of its output. Math: step-by-step prose ending
+  with the boxed answer (``\\boxed{7}``, ``$\\boxed{\\frac{7}{3}}$``, ``\\[\\boxed{-2}\\]``,
+  ``\\boxed 5`` for one character, ``\\fbox{12}``; fractions as ``\\frac``, ``\\dfrac`` or
+  ``a/b``), sometimes a short sentence after the box.
+- JSON answers (problems, v1 attempts) come in a ```json fence ``FENCE_RATE`` of the time (a
+  style real models have, not a defect), never under ``json_mode`` (a JSON response_format),
+  which also plants no ``malformed_json``.
+- Thinking traces (``styles`` says where they go): a few procedural paragraphs restating the
+  task, trying an approach and checking it, padded to about ``think_tokens``. Traps: a code
+  trace holds a wrong draft of the entry point in a ```python block; a math trace a
+  ``\\boxed{}`` around a wrong intermediate value. Problem traces are shorter and precede the
+  JSON. ``style`` "mixed" draws the style per answer from its own stream: problems from
+  (server seed, domain, topic, difficulty, problem number, or the copied number for an exact
+  duplicate), attempts from (server seed, request seed, domain, entry point, statement);
+  ``plain`` JSON answers are sometimes put in prose and/or a fence, and a third of ``plain``
+  answers open with an empty think block.
+- Defect names: ``PROBLEM_DEFECTS`` and ``ATTEMPT_DEFECTS``; rates are keyed "problem.<name>" /
+  "attempt.<name>" (``DEFAULT_RATES``), at most one defect per answer. Attempt defects:
+  ``wrong_solution`` (wrong code; a wrong answer, its reasoning leading to it),
+  ``inconsistent_answer`` (math: v1 program prints another value than the answer; v2 the
+  reasoning computes the right value, the box holds a wrong one), ``malformed_json`` (v1:
+  broken JSON; v2: no answer block, i.e. code answered in prose only, math without a box),
+  ``truncated`` (cut at 30-85% of the reply up to the end of the answer block, thinking
+  included, so the cut may fall inside the thinking; finish_reason "length"), ``fake_pass``
+  and ``infinite_loop`` (code), ``ambiguous_code`` (v2 code only: two different ```python
+  blocks that both define the entry point, one of them wrong).
+- The label (the server's label_log line): kind, domain, topic, difficulty, index, seed,
+  defects, copied_from_index, entry_point, style (the one served) and reasoning_served (a
+  non-empty thinking trace is in the reply).
 - Code problems: 3-6 asserts whose expected values come from executing the bank's own correct
   source, on inputs re-drawn until every planted wrong variant fails at least one of them.
   Math answers are exact (``fractions.Fraction``) and printed by the shared ``fmt`` helper.
+- Version 1 prompts in style "json" get byte for byte what they got before styles existed.
 """
 
 from __future__ import annotations
 
+import ast
 import dataclasses
 import functools
 import gzip
@@ -43,6 +77,9 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from fractions import Fraction
 from typing import Any, NamedTuple
+
+from pipeline.teacher.builtin import styles
+from pipeline.teacher.builtin.styles import Segment
 
 # --------------------------------------------------------------------------------------------
 # Defects and rates
@@ -65,7 +102,9 @@ ATTEMPT_DEFECTS = (
     "truncated",
     "fake_pass",  # code only
     "infinite_loop",  # code only
+    "ambiguous_code",  # code only, free-form (v2) answers only
 )
+_V1_ATTEMPT_DEFECTS = tuple(d for d in ATTEMPT_DEFECTS if d != "ambiguous_code")
 _DOMAIN_ONLY = {
     "failing_tests": "code",
     "benchmark_copy": "code",
@@ -73,6 +112,7 @@ _DOMAIN_ONLY = {
     "inconsistent_answer": "math",
     "fake_pass": "code",
     "infinite_loop": "code",
+    "ambiguous_code": "code",
 }
 
 DEFAULT_RATES: dict[str, float] = {
@@ -91,6 +131,7 @@ DEFAULT_RATES: dict[str, float] = {
     "attempt.truncated": 0.02,
     "attempt.fake_pass": 0.02,
     "attempt.infinite_loop": 0.02,
+    "attempt.ambiguous_code": 0.02,
 }
 
 # A style choice real models make, not a defect: the JSON arrives inside a ```json fence.
@@ -3710,6 +3751,295 @@ def _generic_math(statement: str, rng: random.Random, mode: str) -> dict:
 
 
 # --------------------------------------------------------------------------------------------
+# Free-form answers (attempt prompts v2) and thinking traces
+
+_FENCES = ("```python",) * 4 + ("```py", "```Python", "```python3", "```")
+_CODE_INTROS = (
+    "Here is a solution for `{entry}`.",
+    "We can solve this with a single pass over the input.",
+    "The idea is to build the result step by step, handling the edge cases first.",
+    "Let's implement `{entry}` directly from the description.",
+    "This can be done in a few lines with the standard library.",
+)
+_CODE_OUTROS = (
+    "The function only uses the standard library.",
+    "Edge cases such as empty inputs go through the same code path.",
+    "The running time is linear in the size of the input.",
+    "",
+)
+_PROSE_ONLY = (
+    "To implement `{entry}`, walk through the input once, keep the partial result in a list "
+    "and return it at the end; an empty input simply gives an empty result.",
+    "For `{entry}`, handle the edge cases first and then apply the rule from the statement to "
+    "each element in turn. A short loop with one accumulator is all it takes.",
+)
+_MATH_INTROS = ("", "", "Let's solve this step by step.\n\n", "We work through it carefully.\n\n")
+_MATH_TRAILERS = (
+    "This agrees with the check above.",
+    "Both ways of counting give the same result.",
+    "I hope this helps!",
+)
+_THINK_OPENINGS = (
+    "Okay, let me read the problem carefully.",
+    "Alright, let me restate the task in my own words first.",
+    "Let me think about what is actually being asked here.",
+    "First, I want to be sure I understand the problem.",
+)
+_CODE_APPROACHES = (
+    "The simplest approach is a single pass over the input, building the result as I go.",
+    "I could do something clever, but a direct loop is easier to get right.",
+    "Edge cases first: empty input, a single element, repeated values.",
+    "One variable for the running state should be enough; no extra data structures.",
+)
+_DRAFT_LEADS = ("Let me sketch a first version:", "A first draft:", "Something like this, maybe:")
+_CODE_FIXES = (
+    "I need to fix that in the final version; the structure can stay the same.",
+    "So the final version has to treat that case differently.",
+)
+_CHECKS = (
+    "Let me double-check the edge cases once more. Yes, that holds.",
+    "That is consistent with the statement and the example.",
+    "Okay, I'm fairly confident now.",
+)
+_TRAP_DOUBTS = (
+    "Hmm, wait, that can't be right; I think I mixed up one of the quantities.",
+    "No, wait. That skips a step. Let me redo it carefully.",
+)
+_PAD_SENTENCES = (
+    "Let me re-read the statement to be sure nothing is missed.",
+    "Actually, let me reconsider the boundary case, just to be safe.",
+    "Nothing in the statement says the input is sorted, so I should not assume it.",
+    "It is worth checking a small example by hand before going further.",
+    "Each quantity keeps its unit, so mixing them up would be an easy mistake here.",
+    "Another way to see it is to count the pieces one by one.",
+    "That seems fine, but I will verify it once more at the end.",
+    "Wait, is there an off-by-one issue here? Counting again, no, the bounds are right.",
+    "The wording is a little ambiguous, but the example settles it.",
+    "I could also approach this from the other end and compare the results.",
+    "So far, so good; the intermediate results are consistent.",
+    "Let me write the steps down instead of doing them in my head.",
+)
+
+
+def _paragraphs(paragraphs: list[str], think_tokens: int, rng: random.Random) -> str:
+    """Join a trace, padded to about ``think_tokens`` with more reasoning before its last
+    paragraph."""
+    size, extra = sum(len(p) + 2 for p in paragraphs), []
+    while size < think_tokens * styles.CHARS_PER_TOKEN:
+        extra.append(" ".join(rng.choice(_PAD_SENTENCES) for _ in range(4)))
+        size += len(extra[-1]) + 2
+    return "\n\n".join(paragraphs[:-1] + extra + paragraphs[-1:])
+
+
+def statement_example(entry: str, statement: str) -> tuple[str | None, str | None]:
+    """(example call, what printing it shows) from a bank statement, (None, None) otherwise."""
+    fam = CODE_BY_NAME.get(entry)
+    signature = f"{entry}({fam.params})" if fam else None
+    spans = re.findall(r"`([^`]*)`", statement)
+    for call, out in zip(spans, spans[1:], strict=False):
+        if call.startswith(f"{entry}(") and call.endswith(")") and call != signature:
+            try:
+                return call, str(ast.literal_eval(out))
+            except (ValueError, SyntaxError):
+                return call, out
+    return None, None
+
+
+def _with_helper(source: str, entry: str) -> str:
+    """The solution behind a thin public wrapper: a helper function in the same block."""
+    fam = CODE_BY_NAME.get(entry)
+    if fam is None or source.count(f"def {entry}(") != 1:
+        return source
+    impl = f"_{entry}_impl"
+    renamed = re.sub(rf"\b{entry}\b", impl, source)
+    return f"{renamed}\n\n\ndef {entry}({fam.params}):\n    return {impl}({fam.params})"
+
+
+def free_code_answer(
+    entry: str, statement: str, rng: random.Random, mode: str = "correct", defect=None
+) -> tuple[str, int]:
+    """A natural code answer: (text, where the solution block ends)."""
+    intro = rng.choice(_CODE_INTROS).format(entry=entry)
+    if defect == "malformed_json":  # no answer block: prose only
+        text = f"{intro} {rng.choice(_PROSE_ONLY).format(entry=entry)}\n"
+        return text, len(text)
+    solution = code_solution(entry, statement, rng, mode).rstrip()
+    if defect == "ambiguous_code":
+        other = code_solution(entry, statement, rng, "wrong").rstrip()
+        if other == solution:
+            other = f"def {entry}(*args, **kwargs):\n    return None"
+        first, second = (solution, other) if rng.random() < 0.5 else (other, solution)
+        text = (
+            f"{intro}\n\n```python\n{first}\n```\n\nAlternatively, a more compact version:"
+            f"\n\n```python\n{second}\n```\n"
+        )
+        return text, len(text)
+    call, shown = statement_example(entry, statement)
+    if mode in ("correct", "wrong") and rng.random() < 0.3:
+        solution = _with_helper(solution, entry)
+    if call and rng.random() < 0.3:
+        solution += f'\n\n\nif __name__ == "__main__":\n    print({call})'
+    text = f"{intro}\n\n{rng.choice(_FENCES)}\n{solution}\n```\n"
+    end = len(text)
+    if call and rng.random() < 0.35:
+        text += f"\nFor example:\n\n```python\nprint({call})\n```\n"
+        if rng.random() < 0.6:
+            text += f"\nOutput:\n\n```text\n{shown}\n```\n"
+    outro = rng.choice(_CODE_OUTROS)
+    return (text + f"\n{outro}\n" if outro else text), end
+
+
+class MathFacts(NamedTuple):
+    reasoning: str  # the visible step-by-step solution (it states the value it computes)
+    final: str  # the value boxed as the final answer
+    trap: str  # a wrong intermediate value, boxed inside the thinking
+
+
+def math_facts(statement: str, rng: random.Random, mode: str = "correct") -> MathFacts:
+    """``mode``: correct | wrong (wrong reasoning, wrong box) | inconsistent (right reasoning,
+    wrong box)."""
+    parsed, others = parse_math(statement), []
+    if parsed is not None:
+        fam, params = parsed
+        try:
+            value = evaluate(fam.expr, _variables(fam, params))
+            _, reason, wrong = _wrong_value(fam, params, value, rng)
+            template, shown = (reason, wrong) if mode == "wrong" else (fam.reasoning, value)
+            text = _reasoning(fam, params, template, shown, rng)
+            for expr, _ in fam.wrongs:
+                try:
+                    others.append(evaluate(expr, _variables(fam, params)))
+                except (ArithmeticError, ValueError, TypeError):
+                    pass
+        except (ArithmeticError, ValueError, TypeError, KeyError):
+            parsed = None
+    if parsed is None:
+        numbers = _ints(statement)[:6]
+        value, wrong = Fraction(sum(numbers)), Fraction(sum(numbers) + 1)
+        said = fmt_number(wrong if mode == "wrong" else value)
+        text = (
+            "I could not match this to a standard problem type, so I combine the quantities "
+            f"given: {' + '.join(str(n) for n in numbers) or '0'} = {said}. The answer is {said}."
+        )
+    final = wrong if mode in ("wrong", "inconsistent") else value
+    trap = next(v for v in (*others, value + 1, value + 2) if v not in (value, final))
+    return MathFacts(text, fmt_number(final), fmt_number(trap))
+
+
+def _latex_number(value: str, rng: random.Random) -> str:
+    if "/" in value and rng.random() < 0.7:
+        num, den = value.split("/")
+        sign, command = "-" if num.startswith("-") else "", rng.choice(("\\frac", "\\dfrac"))
+        return f"{sign}{command}{{{num.lstrip('-')}}}{{{den}}}"
+    return value
+
+
+def boxed_line(value: str, rng: random.Random) -> str:
+    """The last line of a math answer, in one of the forms real models write."""
+    kind, latex = rng.randrange(6), _latex_number(value, rng)
+    if kind == 0:
+        return f"The final answer is $\\boxed{{{latex}}}$."
+    if kind == 1:
+        return f"So the answer is\n\n\\[\\boxed{{{latex}}}\\]"
+    if kind == 2:
+        return f"**Final Answer**\n\n\\boxed{{{latex}}}"
+    if kind == 3 and len(value) == 1:
+        return f"Answer: \\boxed {value}"
+    if kind == 4:
+        return f"Final answer: \\fbox{{{value}}}"
+    return f"Therefore, the answer is \\boxed{{{latex}}}."
+
+
+def free_math_answer(facts: MathFacts, rng: random.Random, defect=None) -> tuple[str, int]:
+    """Step-by-step prose ending with the boxed answer: (text, where the box ends)."""
+    steps = facts.reasoning
+    sentences = re.split(r"(?<=[.!?])\s+(?=[A-Z])", steps)
+    if defect == "malformed_json":  # no answer block: no box, and the answer is never stated
+        sentences = [*sentences[:-1], "I am not sure how to finish this."]
+        steps = " ".join(sentences)
+    if len(sentences) > 2 and rng.random() < 0.5:
+        steps = "\n".join(f"{i}. {s}" for i, s in enumerate(sentences, 1))
+    text = rng.choice(_MATH_INTROS) + steps
+    if defect == "malformed_json":
+        return text + "\n", len(text) + 1
+    text += "\n\n" + boxed_line(facts.final, rng)
+    end = len(text)
+    if rng.random() < 0.35:
+        text += " " + rng.choice(_MATH_TRAILERS)
+    return text + "\n", end
+
+
+def code_thinking(entry: str, statement: str, rng: random.Random, think_tokens: int = 0) -> str:
+    """A trace with a wrong draft of the entry point in a ```python block (a trap: code must
+    never be taken from the thinking)."""
+    draft = code_solution(entry, statement, rng, "wrong").rstrip()
+    if "NotImplementedError" in draft:
+        draft = f"def {entry}(*args, **kwargs):\n    return None"
+    call, shown = statement_example(entry, statement)
+    if call:
+        doubt = f"Hmm, wait. {call} must give {shown}, and this draft mishandles a case like it."
+    else:
+        doubt = "Hmm, wait. This draft gets one of the cases in the statement wrong."
+    paragraphs = [
+        f"{rng.choice(_THINK_OPENINGS)} I need to implement `{entry}` in Python.",
+        rng.choice(_CODE_APPROACHES),
+        f"{rng.choice(_DRAFT_LEADS)}\n\n```python\n{draft}\n```",
+        f"{doubt} {rng.choice(_CODE_FIXES)}",
+        rng.choice(_CHECKS),
+    ]
+    return _paragraphs(paragraphs, think_tokens, rng)
+
+
+def math_thinking(facts: MathFacts, rng: random.Random, think_tokens: int = 0) -> str:
+    """A trace with a wrong intermediate value in a \\boxed{} (a trap for answer parsers)."""
+    paragraphs = [
+        f"{rng.choice(_THINK_OPENINGS)} The answer has to be a single number.",
+        f"A quick first attempt would give \\boxed{{{facts.trap}}}. {rng.choice(_TRAP_DOUBTS)}",
+        facts.reasoning,
+        rng.choice(_CHECKS),
+    ]
+    return _paragraphs(paragraphs, think_tokens, rng)
+
+
+def problem_thinking(domain: str, topic, difficulty, fields: dict, rng, think_tokens=0) -> str:
+    entry = fields.get("entry_point") if isinstance(fields, dict) else None
+    if domain == "code":
+        plan = f"A function like `{entry or 'solve'}` fits; the statement must name it and its "
+        plan += "arguments, and the tests have to pass on the reference solution."
+    else:
+        plan = "The answer must be a single number, so I'll pick values that keep it exact."
+    paragraphs = [
+        f"The request is for an original {domain} problem on {topic} at {difficulty} difficulty.",
+        plan,
+        rng.choice(
+            (
+                "It must not look like a well-known benchmark problem.",
+                "A small everyday scenario makes it concrete without copying anything famous.",
+            )
+        ),
+        "Now the JSON object with exactly the requested fields.",
+    ]
+    return _paragraphs(paragraphs, think_tokens, rng)
+
+
+def _shape(style, thinking_of, text, end, cut, rng, json_answer, json_mode) -> tuple:
+    """(style served, segments, finish_reason): the style drawn, the thinking placed, then a
+    planted truncation cut at ``cut`` x (everything before the end of the answer block)."""
+    chosen = styles.pick_style(style, rng)
+    if json_mode and json_answer and chosen in styles.INLINE_STYLES:
+        chosen = "json"
+    empty_think = rng.random() < 1 / 3
+    if chosen == "plain" and json_answer:
+        text, end = styles.chatty_json(text, rng)
+    thinking = thinking_of() if chosen in styles.THINKING_STYLES else ""
+    segments = styles.place(chosen, thinking, text, empty_think and chosen == "plain")
+    if cut is None:
+        return chosen, segments, "stop"
+    before_end = styles.total_chars(segments) - (len(text) - end)
+    return chosen, styles.cut(segments, int(before_end * cut)), "length"
+
+
+# --------------------------------------------------------------------------------------------
 # Requests
 
 
@@ -3721,13 +4051,15 @@ class Request(NamedTuple):
     index: int | None = None
     entry_point: str | None = None
     statement: str | None = None
+    version: int = 1  # attempt prompts: 1 asks for JSON, 2 for a natural answer
 
 
 class Answer(NamedTuple):
-    content: str
+    content: str  # the message content (inline thinking included)
     finish_reason: str  # "stop" | "length"
     defects: tuple[str, ...]
     label: dict
+    segments: tuple[Segment, ...] = ()  # the whole reply in generation order (styles.Segment)
 
 
 def user_text(messages: Sequence[dict]) -> str:
@@ -3762,11 +4094,18 @@ def parse_request(text: str) -> Request:
         m = re.search(r"Implement the function `([^`]+)`", text)
         return Request(
             "attempt", "code", entry_point=m.group(1) if m else "solve",
-            statement=_statement_of(text),
+            statement=_statement_of(text), version=_version(text),
         )  # fmt: skip
     if first.startswith("Task: solve the math problem below."):
-        return Request("attempt", "math", statement=_statement_of(text))
+        return Request("attempt", "math", statement=_statement_of(text), version=_version(text))
     return Request("other")
+
+
+_V2_ENDINGS = ("\n\nAnswer as you normally would.", "\n\nPlease reason step by step")
+
+
+def _version(text: str) -> int:
+    return 2 if any(ending in text for ending in _V2_ENDINGS) else 1
 
 
 def _statement_of(text: str) -> str:
@@ -3774,7 +4113,7 @@ def _statement_of(text: str) -> str:
     if start < 0:
         return ""
     body = text[start + len("\nProblem:\n") :]
-    for marker in ("\n\nReturn only a JSON object", "\n\nReason step by step"):
+    for marker in ("\n\nReturn only a JSON object", "\n\nReason step by step", *_V2_ENDINGS):
         cut = body.rfind(marker)
         if cut >= 0:
             body = body[:cut]
@@ -3786,22 +4125,35 @@ def answer(
     request_seed: int | None = None,
     server_seed: int = 0,
     rates: dict[str, float] | None = None,
+    style: str = "json",
+    json_mode: bool = False,
+    think_tokens: int = 0,
 ) -> Answer:
-    """The teacher's reply to one chat request (see the module docstring)."""
+    """The teacher's reply to one chat request (see the module docstring). ``style`` is one of
+    ``styles.STYLE_OPTIONS``; ``json_mode``: the request set a JSON ``response_format``;
+    ``think_tokens`` pads every thinking trace to about that many tokens."""
     rates = DEFAULT_RATES if rates is None else rates
     req = parse_request(user_text(messages))
+    shape = (style, json_mode, think_tokens)
     if req.kind == "problem":
-        return _answer_problem(req, request_seed, server_seed, rates)
+        return _answer_problem(req, request_seed, server_seed, rates, *shape)
     if req.kind == "attempt":
-        return _answer_attempt(req, request_seed, server_seed, rates)
+        return _answer_attempt(req, request_seed, server_seed, rates, *shape)
     content = json.dumps(
         {"error": "the synthgen built-in teacher only answers synthgen problem and attempt "
          "prompts; it is a procedural problem bank, not a language model"}
     )  # fmt: skip
-    return Answer(content, "stop", (), _label(req, request_seed, (), None, None))
+    label = _label(req, request_seed, (), None, None, "json", ())
+    return Answer(content, "stop", (), label, (Segment("content", content),))
 
 
-def _label(req: Request, seed, defects, copied, entry) -> dict:
+def _reply(req, seed, defects, copied, entry, style, segments, finish) -> Answer:
+    content = "".join(s.text for s in segments if s.field == "content")
+    label = _label(req, seed, defects, copied, entry, style, segments)
+    return Answer(content, finish, tuple(defects), label, tuple(segments))
+
+
+def _label(req: Request, seed, defects, copied, entry, style, segments) -> dict:
     return {
         "kind": req.kind,
         "domain": req.domain,
@@ -3812,6 +4164,8 @@ def _label(req: Request, seed, defects, copied, entry) -> dict:
         "defects": list(defects),
         "copied_from_index": copied,
         "entry_point": entry,
+        "style": style,
+        "reasoning_served": styles.thinking_chars(segments) > 0,
     }
 
 
@@ -3840,17 +4194,18 @@ def clean_lower_index(key: tuple, index: int, rates: dict) -> int | None:
     return None
 
 
-def _render(fields: dict, style: random.Random) -> str:
+def _render(fields: dict, style: random.Random, fence: bool = True) -> str:
     text = json.dumps(fields, ensure_ascii=False, indent=2 if style.random() < 0.5 else None)
-    if style.random() < FENCE_RATE:
+    if style.random() < FENCE_RATE and fence:
         text = f"```json\n{text}\n```"
     return text
 
 
-def clean_problem(key: tuple, index: int) -> tuple[Problem, str]:
-    """Problem ``index`` and exactly the content it is served as when its draw is clean."""
+def clean_problem(key: tuple, index: int, fence: bool = True) -> tuple[Problem, str]:
+    """Problem ``index`` and exactly the JSON answer it is served as when its draw is clean
+    (style json; ``fence=False`` under a JSON response_format)."""
     problem = build_problem(key[1], key[2], key[3], index, key[0])
-    return problem, _render(problem.fields, _rng("style", *key, index))
+    return problem, _render(problem.fields, _rng("style", *key, index), fence)
 
 
 def near_duplicate_statement(statement: str, rng: random.Random) -> str:
@@ -3884,10 +4239,6 @@ def _malformed(fields: dict, rng: random.Random) -> str:
     except ValueError:
         return bad
     return text[: text.rfind("}")].rstrip()
-
-
-def _truncate(text: str, rng: random.Random) -> str:
-    return text[: int(len(text) * rng.uniform(0.3, 0.85))]
 
 
 def _break_schema(fields: dict, domain: str, rng: random.Random) -> dict:
@@ -3929,20 +4280,31 @@ def _mutate(value: Any, rng: random.Random) -> Any:
     return 0
 
 
-def _answer_problem(req: Request, request_seed, server_seed, rates) -> Answer:
+def _answer_problem(req, request_seed, server_seed, rates, style, json_mode, think_tokens):
     key = (server_seed, req.domain, req.topic, req.difficulty)
     defect, copied = _problem_plan(key, req.index, rates)
+    if json_mode and defect == "malformed_json":
+        defect = None
     detail = _rng("problem-detail", *key, req.index)
+    # An exact duplicate repeats everything the copied problem was served: style and thinking.
+    source = copied if defect == "exact_duplicate" else req.index
     if defect == "exact_duplicate":
-        problem, content = clean_problem(key, copied)
-        fields, finish = problem.fields, "stop"
+        problem, text = clean_problem(key, copied, fence=not json_mode)
+        fields, cut = problem.fields, None
     else:
         fields = _problem_fields(key, req.index, defect, copied, detail)
-        style = _rng("style", *key, req.index)
-        content, finish = _serialise(fields, defect, req.domain, style, detail)
+        style_rng = _rng("style", *key, req.index)
+        text, cut = _serialise(fields, defect, req.domain, style_rng, detail, not json_mode)
+
+    def thinking() -> str:
+        rng = _rng("thinking", *key, source)
+        return problem_thinking(req.domain, req.topic, req.difficulty, fields, rng, think_tokens)
+
+    shape_rng = _rng("shape", *key, source)
+    shape = _shape(style, thinking, text, len(text), cut, shape_rng, True, json_mode)
     defects = (defect,) if defect else ()
     entry = fields.get("entry_point") if req.domain == "code" else None
-    return Answer(content, finish, defects, _label(req, request_seed, defects, copied, entry))
+    return _reply(req, request_seed, defects, copied, entry, *shape)
 
 
 def _problem_plan(key: tuple, index: int, rates: dict) -> tuple[str | None, int | None]:
@@ -3982,15 +4344,16 @@ def _problem_fields(key: tuple, index: int, defect, copied, detail: random.Rando
     return fields
 
 
-def _serialise(fields: dict, defect, domain: str, style, detail) -> tuple[str, str]:
-    """(content, finish_reason) with the serialisation defects applied."""
+def _serialise(fields: dict, defect, domain: str, style, detail, fence=True) -> tuple:
+    """(JSON text, truncation cut or None) with the serialisation defects applied; the cut is
+    the share of the reply kept (applied once the thinking is placed)."""
     if defect == "malformed_json":
-        return _malformed(fields, detail), "stop"
+        return _malformed(fields, detail), None
     if defect == "truncated":
-        return _truncate(_render(fields, style), detail), "length"
+        return _render(fields, style, fence), detail.uniform(0.3, 0.85)
     if defect == "schema_invalid":
         fields = _break_schema(fields, domain, detail)
-    return _render(fields, style), "stop"
+    return _render(fields, style, fence), None
 
 
 _ATTEMPT_MODES = {
@@ -4001,16 +4364,40 @@ _ATTEMPT_MODES = {
 }
 
 
-def _answer_attempt(req: Request, request_seed, server_seed, rates) -> Answer:
+def _answer_attempt(req, request_seed, server_seed, rates, style, json_mode, think_tokens):
     seed = 0 if request_seed is None else request_seed
-    rng = _rng("attempt", server_seed, seed, req.domain, req.entry_point, req.statement)
-    defect = _draw(rng, _applicable(ATTEMPT_DEFECTS, "attempt", req.domain, rates))
+    key = (server_seed, seed, req.domain, req.entry_point, req.statement)
+    rng = _rng("attempt", *key)
+    names = ATTEMPT_DEFECTS if req.version == 2 else _V1_ATTEMPT_DEFECTS
+    defect = _draw(rng, _applicable(names, "attempt", req.domain, rates))
+    json_answer = req.version == 1
+    if json_mode and json_answer and defect == "malformed_json":
+        defect = None
     mode = _ATTEMPT_MODES.get(defect, "correct")
-    if req.domain == "code":
-        fields = {"solution": code_solution(req.entry_point, req.statement, rng, mode)}
+    facts = None
+    if json_answer:
+        if req.domain == "code":
+            fields = {"solution": code_solution(req.entry_point, req.statement, rng, mode)}
+        else:
+            fields = math_attempt(req.statement, rng, mode)
+        text, cut = _serialise(fields, defect, req.domain, rng, rng, not json_mode)
+        end = len(text)
     else:
-        fields = math_attempt(req.statement, rng, mode)
-    content, finish = _serialise(fields, defect, req.domain, rng, rng)
+        if req.domain == "code":
+            text, end = free_code_answer(req.entry_point, req.statement, rng, mode, defect)
+        else:
+            facts = math_facts(req.statement, rng, mode)
+            text, end = free_math_answer(facts, rng, defect)
+        cut = rng.uniform(0.3, 0.85) if defect == "truncated" else None
+
+    def thinking() -> str:
+        trng = _rng("thinking", *key)
+        if req.domain == "code":
+            return code_thinking(req.entry_point, req.statement, trng, think_tokens)
+        return math_thinking(facts or math_facts(req.statement, trng, mode), trng, think_tokens)
+
+    shape_rng = _rng("shape", *key)
+    shape = _shape(style, thinking, text, end, cut, shape_rng, json_answer, json_mode)
     defects = (defect,) if defect else ()
     entry = req.entry_point if req.domain == "code" else None
-    return Answer(content, finish, defects, _label(req, request_seed, defects, None, entry))
+    return _reply(req, request_seed, defects, None, entry, *shape)

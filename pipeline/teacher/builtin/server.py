@@ -6,27 +6,49 @@ bank and plants defects on purpose (see ``pipeline.teacher.builtin.bank``).
 
 Contract:
 
-- ``POST /v1/chat/completions``: OpenAI ``chat.completion`` shape. The content is a
-  deterministic function of (server ``seed``, request ``seed``, messages). Any model name and any
-  Authorization header are accepted. Token counts are estimates: ceil(characters / 4) of the
-  message texts (prompt) and of the content (completion). When ``max_tokens`` (or
-  ``max_completion_tokens``) is smaller than that estimate, the content is cut to
-  ``4 * max_tokens`` characters with ``finish_reason: "length"``, as a real server would.
-  Every response carries a top-level ``"synthgen_planted"`` list naming the planted defects
-  ("max_tokens" for a cut caused by the request itself); the pipeline never reads it.
+- ``POST /v1/chat/completions``: OpenAI ``chat.completion`` shape. The reply is a deterministic
+  function of (server ``seed``, request ``seed``, messages, the options below). Any model name
+  and any Authorization header are accepted. Token counts are estimates: ceil(characters / 4)
+  of the message texts (prompt) and of everything generated, thinking included (completion);
+  ``usage.completion_tokens_details.reasoning_tokens`` whenever there was thinking. When
+  ``max_tokens`` (or ``max_completion_tokens``) is smaller than that estimate, the reply is cut
+  to ``4 * max_tokens`` characters, thinking first, with ``finish_reason: "length"``, as a real
+  server would. Every response carries a top-level ``"synthgen_planted"`` list naming the
+  planted defects ("max_tokens" for a cut caused by the request itself); the pipeline never
+  reads it.
+- ``style`` (json | reasoning_content | reasoning | think | think_open | plain | mixed, default
+  mixed) says where the thinking trace goes, ``provider`` (none | openai-reasoning |
+  dashscope-thinking) which real server's request rules and errors apply; both are described
+  in ``pipeline.teacher.builtin.styles``, the answers and their traps in
+  ``pipeline.teacher.builtin.bank``. ``think_tokens`` pads every thinking trace to about that
+  many tokens.
+- ``stream: true``: ``text/event-stream`` in chunked transfer encoding, ``data: {json}`` events
+  of ``chat.completion.chunk`` (same id, created, model in each): a first delta ``{"role":
+  "assistant", "content": ""}``, the thinking deltas (in the style's field, or inline in
+  ``content``), the content deltas, a chunk with an empty delta and the ``finish_reason`` (and
+  ``synthgen_planted``), a ``"choices": []`` chunk with the usage only when
+  ``stream_options.include_usage`` is true, then ``data: [DONE]``. Deltas carry
+  ``stream_chunk_tokens`` x 4 characters; joined per field they equal the non-streamed message.
+- ``token_rate`` > 0 (tokens per second per request): a reply takes completion_tokens /
+  token_rate seconds; a non-streamed one is sent after that time, a streamed one spread over
+  it in batches about 50 ms apart.
 - ``GET /v1/models`` (and ``/v1/models/<id>``): one model, ``synthgen-builtin-teacher``, whose
   description says it is a procedural problem bank, not a language model.
-- Errors are OpenAI-style ``{"error": {"message", "type", "code", "param"}}``: 400 for a bad
-  body (not JSON, no messages, ``stream: true``, a non-integer seed), 404 for unknown paths.
+- Errors are OpenAI-style ``{"error": {"message", "type", "code", "param"}}`` (DashScope's shape
+  under that provider): 400 for a bad body (not JSON, no messages, a non-integer seed, a bad
+  ``response_format``, ...; see ``styles.read_request``), 404 for unknown paths.
 - ``faults`` (``"429=0.1,500=0.05,503=0.01,timeout=0.02,retry_after=1,timeout_s=30"``) and
   ``latency`` (``none`` | ``fixed:S`` | ``lognormal:median=S,p99=S``) are drawn per arrival from
-  their own seeded generators, independent of content, so a retried request can succeed. A 429
-  carries ``Retry-After``; a timeout holds the connection ``timeout_s`` seconds, then closes it
-  without an answer. Lognormal samples are capped at 10 x p99.
+  their own seeded generators, independent of content, so a retried request can succeed; they
+  apply before a stream starts. A 429 carries ``Retry-After``; a timeout holds the connection
+  ``timeout_s`` seconds, then closes it without an answer. Lognormal samples are capped at
+  10 x p99.
 - ``label_log``: one JSON line per answered chat request: kind, domain, topic, difficulty, index,
-  seed, defects, copied_from_index, entry_point. ``request_log``: one JSON line per chat request:
-  t, request_hash (sha256 of the canonical body JSON), status (null for a timeout), fault.
-  Both are appended under a lock and flushed per line.
+  seed, defects, copied_from_index, entry_point, style (the style served; "json" under
+  openai-reasoning, whose thinking is never returned) and reasoning_served (a non-empty
+  thinking trace was returned). ``request_log``: one JSON line per chat request: t,
+  request_hash (sha256 of the canonical body JSON), status (null for a timeout), fault,
+  finish_reason. Both are appended under a lock and flushed per line.
 """
 
 from __future__ import annotations
@@ -48,6 +70,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import IO, Any
 
 from pipeline.teacher.builtin import bank as teacher_bank
+from pipeline.teacher.builtin import styles
 
 MODEL_ID = "synthgen-builtin-teacher"
 NOT_A_MODEL = (
@@ -59,6 +82,7 @@ MAX_BODY_BYTES = 16 * 1024 * 1024
 _ERROR_STATUSES = ("429", "500", "502", "503")
 _FAULT_KEYS = (*_ERROR_STATUSES, "timeout")
 _Z99 = 2.3263478740408408  # standard normal quantile at 0.99
+_PACE_S = 0.05  # a paced stream is written in batches this far apart
 
 
 # --------------------------------------------------------------------------------------------
@@ -163,10 +187,6 @@ def _key_values(text: str) -> list[tuple[str, str]]:
     return pairs
 
 
-def _tokens(chars: int) -> int:
-    return math.ceil(chars / 4)
-
-
 def _error_body(message: str, type_: str, code: str) -> dict:
     return {"error": {"message": message, "type": type_, "code": code, "param": None}}
 
@@ -211,12 +231,24 @@ class TeacherServer:
         faults: str = "",
         label_log: str | None = None,
         request_log: str | None = None,
+        style: str = "mixed",
+        provider: str = "none",
+        stream_chunk_tokens: int = 4,
+        token_rate: float = 0.0,
+        think_tokens: int = 0,
     ):
         # Validate everything before a socket exists, so a bad spec fails fast and cleanly.
         self.seed = int(seed)
         self.rates = teacher_bank.resolve_rates(defect_scale, defect_rates)
         self.latency = parse_latency(latency)
         self.faults = parse_faults(faults)
+        self.style = _choice("style", style, styles.STYLE_OPTIONS)
+        self.provider = _choice("provider", provider, styles.PROVIDERS)
+        self.stream_chunk_tokens = _count("stream_chunk_tokens", stream_chunk_tokens, 1)
+        self.think_tokens = _count("think_tokens", think_tokens, 0)
+        if not isinstance(token_rate, (int, float)) or not 0 <= token_rate < math.inf:
+            raise ValueError(f"token_rate must be a number >= 0, got {token_rate!r}")
+        self.token_rate = float(token_rate)
         self._host, self._port = host, port
         self._label_path, self._request_path = label_log, request_log
         self._fault_rng = random.Random(f"faults:{self.seed}")
@@ -354,19 +386,33 @@ class TeacherServer:
             handler.send_json(int(fault), _error_body(*_PLANTED_ERRORS[fault]), headers)
             return
         try:
-            response, label = self._complete(body)
-        except _BadRequest as exc:
+            response, label, served, ask = self._complete(body)
+        except styles.BadRequest as exc:
             self._log_request(request_hash, 400, None)
-            handler.send_json(
-                400, _error_body(str(exc), "invalid_request_error", "invalid_request")
-            )
+            handler.send_json(400, exc.body())
             return
         # Logs and counters are written before the answer, so a client that has its answer
         # can already see it accounted for.
         self._write("label", label)
         finish = response["choices"][0]["finish_reason"]
         self._log_request(request_hash, 200, None, response["synthgen_planted"], finish)
-        handler.send_json(200, response)
+        pace = response["usage"]["completion_tokens"] / self.token_rate if self.token_rate else 0
+        if not ask.stream:
+            if pace and self._stopping.wait(pace):
+                handler.close_connection = True
+                return
+            handler.send_json(200, response)
+            return
+        head = {k: response[k] for k in ("id", "created", "model", "system_fingerprint")}
+        events = styles.stream_events(
+            head,
+            served,
+            finish,
+            styles.CHARS_PER_TOKEN * self.stream_chunk_tokens,
+            response["usage"] if ask.include_usage else None,
+            {"synthgen_planted": response["synthgen_planted"]},
+        )
+        handler.send_stream(events, pace, self._stopping)
 
     def _log_request(
         self, request_hash: str, status: int | None, fault, planted=(), finish_reason=None
@@ -376,16 +422,31 @@ class TeacherServer:
         record.update(status=status, fault=fault, finish_reason=finish_reason)
         self._write("request", record)
 
-    def _complete(self, body: Any) -> tuple[dict, dict]:
-        messages, seed, max_tokens = _validate(body)
-        result = teacher_bank.answer(messages, seed, self.seed, self.rates)
-        content, finish, planted = result.content, result.finish_reason, list(result.defects)
-        if max_tokens is not None and _tokens(len(content)) > max_tokens:
-            content, finish = content[: 4 * max_tokens], "length"
+    def _complete(self, body: Any) -> tuple[dict, dict, tuple, styles.Ask]:
+        """(response, label, segments served, request) for one chat request."""
+        if body is _NOT_JSON:
+            raise styles.BadRequest("the request body is not valid JSON")
+        ask = styles.read_request(body, self.provider)
+        style, hidden = styles.serving_plan(self.provider, self.style, ask)
+        result = teacher_bank.answer(
+            ask.messages,
+            ask.seed,
+            self.seed,
+            self.rates,
+            style=style,
+            json_mode=ask.json_mode,
+            think_tokens=self.think_tokens,
+        )
+        segments, finish, planted = result.segments, result.finish_reason, list(result.defects)
+        if ask.thinking_budget and self.provider == "dashscope-thinking":
+            segments = styles.cap_thinking(segments, styles.CHARS_PER_TOKEN * ask.thinking_budget)
+        limit = ask.max_tokens
+        if limit is not None and styles.tokens(styles.total_chars(segments)) > limit:
+            segments, finish = styles.cut(segments, styles.CHARS_PER_TOKEN * limit), "length"
             planted.append("max_tokens")
-        prompt_chars = sum(len(teacher_bank.user_text([m])) for m in messages)
-        usage = {"prompt_tokens": _tokens(prompt_chars), "completion_tokens": _tokens(len(content))}
-        usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"]
+        # OpenAI's reasoning models think (and bill for it) but never return the thinking.
+        served = tuple(s for s in segments if not (hidden and s.thinking))
+        prompt_chars = sum(len(teacher_bank.user_text([m])) for m in ask.messages)
         response = {
             "id": f"chatcmpl-{uuid.uuid4().hex[:24]}",
             "object": "chat.completion",
@@ -395,39 +456,42 @@ class TeacherServer:
             "choices": [
                 {
                     "index": 0,
-                    "message": {"role": "assistant", "content": content},
+                    "message": styles.message(served),
                     "finish_reason": finish,
                     "logprobs": None,
                 }
             ],
-            "usage": usage,
+            "usage": styles.usage(styles.tokens(prompt_chars), segments),
             "synthgen_planted": planted,
         }
-        return response, {**result.label, "defects": planted}
+        label = {**result.label, "defects": planted}
+        label["reasoning_served"] = styles.thinking_chars(served) > 0
+        if hidden:
+            label["style"] = "json"
+        return response, label, served, ask
 
 
-def _validate(body: Any) -> tuple[list[dict], int | None, int | None]:
-    if body is _NOT_JSON:
-        raise _BadRequest("the request body is not valid JSON")
-    if not isinstance(body, dict):
-        raise _BadRequest("the request body must be a JSON object")
-    messages = body.get("messages")
-    if not isinstance(messages, list) or not messages:
-        raise _BadRequest("'messages' must be a non-empty list")
-    for m in messages:
-        if not isinstance(m, dict) or not isinstance(m.get("role"), str):
-            raise _BadRequest("every message must be an object with a 'role'")
-    if body.get("stream"):
-        raise _BadRequest("streaming is not supported by the built-in teacher")
-    seed = body.get("seed")
-    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
-        raise _BadRequest("'seed' must be an integer")
-    max_tokens = body.get("max_completion_tokens", body.get("max_tokens"))
-    if max_tokens is not None and (
-        isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens < 1
-    ):
-        raise _BadRequest("'max_tokens' must be a positive integer")
-    return messages, seed, max_tokens
+def _choice(name: str, value: Any, allowed: Sequence[str]) -> str:
+    if value not in allowed:
+        raise ValueError(f"unknown {name} {value!r}; expected one of {', '.join(allowed)}")
+    return value
+
+
+def _count(name: str, value: Any, least: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not least <= value <= 10**6:
+        raise ValueError(f"{name} must be an integer from {least} to 1000000, got {value!r}")
+    return value
+
+
+def _batches(events: list[str], pace: float) -> list[tuple[float, list[str]]]:
+    """(seconds after the start, events) to write: all at once when unpaced, else the first
+    event at once and the rest spread evenly over ``pace`` seconds."""
+    if pace <= 0 or len(events) < 2:
+        return [(0.0, events)]
+    rest = events[1:]
+    size = math.ceil(len(rest) / max(1, min(len(rest), math.ceil(pace / _PACE_S))))
+    groups = [rest[i : i + size] for i in range(0, len(rest), size)]
+    return [(0.0, events[:1])] + [(pace * (k + 1) / len(groups), g) for k, g in enumerate(groups)]
 
 
 class _HTTPServer(ThreadingHTTPServer):
@@ -469,6 +533,25 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_header(key, value)
         self.end_headers()
         self.wfile.write(data)
+
+    def send_stream(self, events: list[str], pace: float, stopping: threading.Event) -> None:
+        """Server-sent events in chunked transfer encoding (the connection stays open for the
+        next request), one write per batch."""
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream")
+        self.send_header("Cache-Control", "no-cache")
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+        start = time.monotonic()
+        batches = _batches(events, pace)
+        for i, (at, batch) in enumerate(batches):
+            wait = start + at - time.monotonic()
+            if wait > 0 and stopping.wait(wait):
+                self.close_connection = True
+                return
+            data = "".join(batch).encode()
+            end = b"0\r\n\r\n" if i == len(batches) - 1 else b""
+            self.wfile.write(b"%x\r\n%s\r\n%s" % (len(data), data, end))
 
     def send_error(self, code: int, message: str | None = None, explain: str | None = None):
         """JSON instead of http.server's HTML error page (bad request lines, unknown methods)."""
@@ -569,6 +652,30 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--label-log", default=None, help="JSONL of planted defects per answer")
     parser.add_argument("--request-log", default=None, help="JSONL of every chat request")
+    parser.add_argument(
+        "--style",
+        default="mixed",
+        choices=styles.STYLE_OPTIONS,
+        help="where the thinking trace goes (default mixed: a per-answer choice)",
+    )
+    parser.add_argument(
+        "--provider",
+        default="none",
+        choices=styles.PROVIDERS,
+        help="imitate a provider's request rules and errors (default none)",
+    )
+    parser.add_argument(
+        "--stream-chunk-tokens", type=int, default=4, help="tokens per streamed delta (default 4)"
+    )
+    parser.add_argument(
+        "--token-rate",
+        type=float,
+        default=0.0,
+        help="output tokens per second per request; 0 = instant (default)",
+    )
+    parser.add_argument(
+        "--think-tokens", type=int, default=0, help="pad every thinking trace to ~N tokens"
+    )
 
 
 def serve_from_args(args: argparse.Namespace) -> int:
@@ -585,6 +692,11 @@ def serve_from_args(args: argparse.Namespace) -> int:
             faults=args.faults,
             label_log=args.label_log,
             request_log=args.request_log,
+            style=args.style,
+            provider=args.provider,
+            stream_chunk_tokens=args.stream_chunk_tokens,
+            token_rate=args.token_rate,
+            think_tokens=args.think_tokens,
         )
     except ValueError as exc:
         sys.stderr.write(f"teacher-server: {exc}\n")
