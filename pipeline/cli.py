@@ -52,13 +52,20 @@ def _beam_args(args, beam_args: list[str]) -> list[str]:
     return beam_args
 
 
+_FATAL = ("TeacherFatalError", "SandboxUnavailable")
+
+
 def _one_line(exc: BaseException) -> str:
     text = str(exc)
-    fatal = re.search(r"(?:TeacherFatalError|SandboxUnavailable): (.+)", text)
-    if fatal:
-        return fatal.group(1).strip()
+    fatal = re.search(rf"(?:{'|'.join(_FATAL)}): (.+)", text)
     lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
-    return f"{type(exc).__name__}: {lines[-1] if lines else ''}"
+    if fatal:
+        line = fatal.group(1).strip()
+    elif type(exc).__name__ in _FATAL:  # re-raised as it was by an in-process runner
+        line = lines[0] if lines else ""
+    else:
+        line = f"{type(exc).__name__}: {lines[-1] if lines else ''}"
+    return re.sub(r" \[while running '[^']*'\]$", "", line)
 
 
 def cmd_run(args, beam_args: list[str]) -> int:

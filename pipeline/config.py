@@ -11,7 +11,7 @@ from __future__ import annotations
 import glob
 import os
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -43,15 +43,39 @@ class Price(_Section):
     completion: float = Field(ge=0.0, description="USD per million completion tokens")
 
 
+# Request fields synthgen sets itself (the token limit, sampling and reasoning have keys of
+# their own); extra_body may not override them.
+_OWN_FIELDS = {
+    "model", "messages", "stream", "stream_options", "seed", "max_tokens",
+    "max_completion_tokens", "temperature", "top_p", "reasoning_effort", "response_format",
+}  # fmt: skip
+
+
 class TeacherConfig(_Section):
     base_url: str = Field("builtin", description="'builtin' or an OpenAI-compatible base URL")
     model: str = "synthgen-builtin-teacher"
     api_key_env: str = Field("OPENAI_API_KEY", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
     concurrency: int = Field(16, ge=1, le=1024)
-    temperature: float = Field(0.8, ge=0.0, le=2.0)
-    top_p: float = Field(1.0, gt=0.0, le=1.0)
-    max_tokens: int = Field(2048, ge=16, le=200_000)
-    timeout_s: float = Field(60.0, gt=0.0, le=3600.0)
+    # null omits the parameter (OpenAI's reasoning models refuse any but the default).
+    temperature: float | None = Field(0.8, ge=0.0, le=2.0)
+    top_p: float | None = Field(1.0, gt=0.0, le=1.0)
+    # Room for long thinking (OpenAI advises reserving >= 25k tokens for reasoning).
+    max_tokens: int = Field(32768, ge=16, le=1_000_000)
+    token_limit_param: Literal["max_tokens", "max_completion_tokens"] = "max_tokens"
+    # Minutes, not seconds: a long thinking answer takes that long (Curator waits 10 min).
+    timeout_s: float = Field(600.0, gt=0.0, le=7200.0)
+    stream: bool = Field(False, description="server-sent events (DashScope thinking needs it)")
+    reasoning_effort: Literal["none", "minimal", "low", "medium", "high", "xhigh"] | None = None
+    extra_body: dict[str, Any] = Field(
+        default_factory=dict, description="provider fields sent as they are, e.g. enable_thinking"
+    )
+    system_prompt: str | None = Field(None, description="a system message before every prompt")
+    response_format: Literal["none", "json_object", "json_schema"] = Field(
+        "none", description="structured output for the problem requests"
+    )
+    fail_fast: int = Field(
+        5, ge=0, le=1000, description="stop when this many first requests fail alike; 0 = never"
+    )
     retries: int = Field(4, ge=0, le=20)
     backoff_s: float = Field(
         0.5, ge=0.0, le=60.0, description="first retry delay, doubled each retry"
@@ -68,18 +92,31 @@ class TeacherConfig(_Section):
     prices: dict[str, Price] = Field(default_factory=dict, description="USD per 1M tokens by model")
     cache_dir: str | None = Field(None, description="response cache; default ~/.cache/synthgen")
     cache_mode: Literal["on", "read-only", "refresh", "off"] = "on"
-    cache_truncated: bool = Field(False, description="also cache finish_reason=length answers")
+    # A cut answer is kept so that a re-run at the same max_tokens does not pay for it again.
+    cache_truncated: bool = Field(True, description="also cache finish_reason=length answers")
     progress_s: float = Field(10.0, gt=0.0, description="seconds between progress lines")
     # Built-in teacher only: how often it plants defects, and its simulated latency / faults.
     builtin_defect_scale: float = Field(1.0, ge=0.0, le=10.0)
     builtin_latency: str = "none"
     builtin_faults: str = ""
+    builtin_style: Literal[
+        "json", "reasoning_content", "reasoning", "think", "think_open", "plain", "mixed"
+    ] = "mixed"
+    builtin_provider: Literal["none", "openai-reasoning", "dashscope-thinking"] = "none"
 
     @field_validator("cache_mode", mode="before")
     @classmethod
     def _yaml_on_off(cls, v):
         # YAML 1.1 reads a bare on / off as a boolean.
         return {True: "on", False: "off"}.get(v, v) if isinstance(v, bool) else v
+
+    @field_validator("extra_body")
+    @classmethod
+    def _extra_body_fields(cls, v):
+        taken = sorted(set(v) & _OWN_FIELDS)
+        if taken:
+            raise ValueError(f"{', '.join(taken)} is set by synthgen itself, not in extra_body")
+        return v
 
     @model_validator(mode="after")
     def _priced_when_capped(self):
@@ -98,6 +135,9 @@ class GenerationConfig(_Section):
     )
     difficulties: tuple[str, ...] = ("easy", "medium", "hard")
     attempts: int = Field(4, ge=1, le=64)
+    prompts_dir: str | None = Field(
+        None, description="your templates (<name>.jinja2) replacing built-in ones of that name"
+    )
 
     @field_validator("domains")
     @classmethod
@@ -188,9 +228,12 @@ class TokensConfig(_Section):
         "auto",
         description="'auto' (the tokenizer's own, else ChatML), 'chatml', a Jinja file or text",
     )
-    max_length: int = Field(4096, ge=16, le=1 << 20)
+    max_length: int = Field(32768, ge=16, le=1 << 20)  # room for a long thinking trace
     pack: int | None = Field(
         None, ge=64, le=1 << 20, description="pack samples into sequences of this many tokens"
+    )
+    reasoning: Literal["keep", "drop"] = Field(
+        "keep", description="the teacher's thinking in the assistant turn, or the answer only"
     )
 
 
@@ -269,9 +312,10 @@ def load_config(path: str | os.PathLike | None, overrides: list[str] = ()) -> Co
                 data[section] = value = {}
             if not isinstance(value, dict):
                 raise ConfigError(f"{section}: must be a mapping of keys, got {value!r}")
-        seeds_file = data.get("run", {}).get("seeds_file")
-        if isinstance(seeds_file, str) and not Path(seeds_file).is_absolute():
-            data["run"]["seeds_file"] = str(p.parent / seeds_file)
+        for section, key in (("run", "seeds_file"), ("generation", "prompts_dir")):
+            value = data.get(section, {}).get(key)
+            if isinstance(value, str) and "://" not in value and not Path(value).is_absolute():
+                data[section][key] = str(p.parent / value)
     for assignment in overrides:
         _apply_override(data, assignment)
     try:
@@ -280,4 +324,10 @@ def load_config(path: str | os.PathLike | None, overrides: list[str] = ()) -> Co
         raise ConfigError(_format_error(exc)) from None
     if config.run.seeds_file and not Path(config.run.seeds_file).is_file():
         raise ConfigError(f"run.seeds_file: file not found: {config.run.seeds_file}")
+    from pipeline.prompts import PromptError, resolve_prompts  # noqa: PLC0415 - jinja2 on demand
+
+    try:
+        resolve_prompts(config)
+    except PromptError as exc:
+        raise ConfigError(str(exc)) from None
     return config

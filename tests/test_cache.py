@@ -153,7 +153,7 @@ def test_invalid_mode_and_key():
 
 
 def test_entry_from_result_refuses_failures():
-    ok = TeacherResult("ok", content="c", finish_reason="stop", completion_tokens=3)
+    ok = TeacherResult("ok", raw_content="c", finish_reason="stop", completion_tokens=3)
     made = entry_from_result(ok, model="m", max_tokens=10, clock=lambda: 5.5)
     assert made == {
         "content": "c",

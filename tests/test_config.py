@@ -96,3 +96,49 @@ def test_seeds_file_relative_to_config(tmp_path):
 def test_config_hash_changes_with_content():
     assert load_config(None).config_hash() != load_config(None, ["run.seed=3"]).config_hash()
     assert load_config(None).config_hash() == load_config(None).config_hash()
+
+
+def test_provider_options_and_their_request_fields():
+    from pipeline.teacher.client import request_params
+
+    cfg = load_config(
+        None,
+        [
+            "teacher.temperature=null",
+            "teacher.top_p=null",
+            "teacher.token_limit_param=max_completion_tokens",
+            "teacher.max_tokens=30000",
+            "teacher.reasoning_effort=high",
+            "teacher.extra_body={enable_thinking: true, thinking_budget: 4096}",
+        ],
+    ).teacher
+    assert request_params(cfg, 5) == {
+        "seed": 5,
+        "max_completion_tokens": 30000,
+        "reasoning_effort": "high",
+        "enable_thinking": True,
+        "thinking_budget": 4096,
+    }
+    default = load_config(None).teacher
+    assert request_params(default, 1) == {
+        "seed": 1, "max_tokens": 32768, "temperature": 0.8, "top_p": 1.0
+    }  # fmt: skip
+    assert default.timeout_s >= 600 and default.cache_truncated is True
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("teacher.extra_body={temperature: 0}", "temperature is set by synthgen itself"),
+        ("teacher.extra_body={stream: true}", "stream is set by synthgen itself"),
+        ("teacher.reasoning_effort=extreme", "teacher.reasoning_effort"),
+        ("teacher.token_limit_param=max_new_tokens", "teacher.token_limit_param"),
+        ("teacher.response_format=yaml", "teacher.response_format"),
+        ("teacher.builtin_style=verbose", "teacher.builtin_style"),
+        ("tokens.reasoning=hide", "tokens.reasoning"),
+        ("teacher.extra_body=[1, 2]", "teacher.extra_body"),
+    ],
+)
+def test_provider_options_are_validated_up_front(override, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config(None, [override])

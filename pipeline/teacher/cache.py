@@ -14,10 +14,11 @@ Content addressed and shared across restarts and runners: entries live under any
 - ``put(key, entry)`` writes ``<path>.tmp-<random>`` and renames it over ``<path>``, so a reader
   sees a whole entry or none and a killed run leaves at most a tmp file.
 
-An entry holds exactly ``ENTRY_FIELDS`` (plus the optional ``allow_truncated`` flag): the answer,
-its token usage, the request's ``max_tokens``, the model and a timestamp. It never holds an API
-key or any header: ``put`` rejects any other field, the key is not part of the request key and
-``base_url_family`` drops credentials embedded in the URL.
+An entry holds exactly ``ENTRY_FIELDS`` (plus the optional ``OPTIONAL_FIELDS``: the
+``allow_truncated`` flag and the thinking the server returned in a field of its own): the answer
+as sent, its token usage, the request's ``max_tokens``, the model and a timestamp. It never
+holds an API key or any header: ``put`` rejects any other field, the key is not part of the
+request key and ``base_url_family`` drops credentials embedded in the URL.
 """
 
 from __future__ import annotations
@@ -51,7 +52,7 @@ ENTRY_FIELDS = {
     "model": (str,),
     "created": (int, float),
 }
-OPTIONAL_FIELDS = {"allow_truncated": (bool,)}
+OPTIONAL_FIELDS = {"allow_truncated": (bool,), "reasoning": (str,), "reasoning_tokens": (int,)}
 _INT_FIELDS = ("prompt_tokens", "completion_tokens", "max_tokens")
 _HEX = frozenset("0123456789abcdef")
 # teacher.OK and records.TRUNCATED; "ok" is spelled out so that pipeline.teacher.client can import
@@ -98,14 +99,19 @@ def _canonical(value) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
+# Not part of the key: the token limit (an answer that fitted a smaller one is the answer to a
+# larger one, see ``usable``) and how the answer is delivered.
+_UNKEYED = {"max_tokens", "max_completion_tokens", "stream", "stream_options"}
+
+
 def request_key(base_url_family: str, model: str, messages: list[dict], sampling: dict) -> str:
-    """sha256 hex of the request as the cache sees it; ``sampling["max_tokens"]`` is ignored."""
+    """sha256 hex of the request as the cache sees it: every field but ``_UNKEYED``."""
     payload = {
         "v": CACHE_FORMAT,
         "base": base_url_family,
         "model": model,
         "messages": messages,
-        "sampling": {k: v for k, v in sampling.items() if k != "max_tokens"},
+        "sampling": {k: v for k, v in sampling.items() if k not in _UNKEYED},
     }
     return hashlib.sha256(_canonical(payload).encode("utf-8")).hexdigest()
 
@@ -121,7 +127,7 @@ def entry_from_result(
     if result.status not in _CACHEABLE_STATUS:
         raise ValueError(f"only answered requests are cached, not status {result.status!r}")
     entry = {
-        "content": result.content,
+        "content": result.raw_content,
         "finish_reason": result.finish_reason,
         "prompt_tokens": result.prompt_tokens,
         "completion_tokens": result.completion_tokens,
@@ -131,6 +137,10 @@ def entry_from_result(
     }
     if allow_truncated:
         entry["allow_truncated"] = True
+    if result.raw_reasoning:
+        entry["reasoning"] = result.raw_reasoning
+    if result.reasoning_tokens is not None:
+        entry["reasoning_tokens"] = result.reasoning_tokens
     return entry
 
 

@@ -41,6 +41,8 @@ class WorkerGate:
         self._tokens_left = self._token_rate * 60.0 / 10.0  # six seconds of tokens
         self._refilled = clock()
         self._paused_until = 0.0
+        self._answered = False  # some request of this run got an answer
+        self._refusal, self._refusals = "", 0  # the first requests' refusal, while all alike
         self.requests = self.tokens = 0
         self.cost_usd = 0.0
 
@@ -90,6 +92,19 @@ class WorkerGate:
             self.cost_usd += cost
             self._tokens_left -= prompt_tokens + completion_tokens
         return cost
+
+    def answered(self) -> None:
+        self._answered = True
+
+    def refused(self, refusal: str) -> int:
+        """Count a permanent refusal; how many of the run's first requests were refused with
+        this same one (0 once a request was answered or the refusals differ)."""
+        with self._lock:
+            if self._answered or (self._refusal and refusal != self._refusal):
+                self._answered = True  # not a refusal of every request: stop counting
+                return 0
+            self._refusal, self._refusals = refusal, self._refusals + 1
+            return self._refusals
 
     def pause(self, seconds: float) -> None:
         """Hold every request of this worker for ``seconds`` (a 429's Retry-After)."""
