@@ -18,7 +18,7 @@ from apache_beam.transforms.window import GlobalWindow
 from apache_beam.utils.timestamp import MIN_TIMESTAMP
 from apache_beam.utils.windowed_value import WindowedValue
 
-SCHEMA_VERSION = "1"
+SCHEMA_VERSION = "2"  # 2: reasoning columns, free-form attempts
 
 KEPT, DROPPED, ERRORS = "kept", "dropped", "errors"
 
@@ -61,6 +61,12 @@ SANDBOX_ERROR = "sandbox_error"  # INFRA_ERROR again after a retry
 ERROR = "error"  # an exception inside a stage (a bug or bad record), with its text
 # Attempt-level reasons (rows in OUT/attempts/).
 LOST = "lost"  # passed, but another attempt was chosen
+# Free-form answers that give nothing to check (attempt level, pipeline.stages.answers).
+NO_CODE_BLOCK = "no_code_block"  # no Python code block in the answer
+NO_ENTRY_POINT = "no_entry_point"  # Python blocks, none defining the entry point
+AMBIGUOUS_CODE = "ambiguous_code"  # several different blocks define it
+NO_ANSWER = "no_answer"  # math: no \boxed{} (or "Final answer:") in the answer
+ANSWER_REASONS = (NO_CODE_BLOCK, NO_ENTRY_POINT, AMBIGUOUS_CODE, NO_ANSWER)
 
 
 # Sandbox verdicts.

@@ -34,7 +34,7 @@ import pipeline
 from pipeline import records
 from pipeline.config import Config
 from pipeline.output.write import STATS_DIR, WriteShards
-from pipeline.prompts import prompt_hashes
+from pipeline.prompts import prompt_hashes, resolve_prompts
 from pipeline.stages.decontam import Decontaminate
 from pipeline.stages.dedup import Dedup
 from pipeline.stages.generate import GenerateAttempts, GenerateProblems, make_seeds
@@ -226,12 +226,22 @@ def build_manifest(cfg: Config, run_id: str, requested: int, stats: list[dict], 
     for s in by_table["rejected"]:
         rejected.update(s["by_reason"])
     kept = sum(s["rows"] for s in by_table["data"])
+    thinking = {
+        table: {
+            "rows": sum(s.get("reasoning", {}).get("rows", 0) for s in by_table[table]),
+            "tokens": sum(s.get("reasoning", {}).get("tokens", 0) for s in by_table[table]),
+        }
+        for table in ("data", "attempts")
+    }
     isolation, judges = Counter(), Counter()
     for s in by_table["attempts"]:
         isolation.update(s.get("isolation_levels", {}))
         judges.update(s.get("judge_modes", {}))
     tok = load_tokenizer(cfg.tokens.tokenizer)
     layout = chat_layout(cfg.tokens.tokenizer, cfg.tokens.chat_template)
+    placement = None
+    if cfg.tokens.reasoning == "keep":
+        placement = chat_layout(cfg.tokens.tokenizer, cfg.tokens.chat_template, True).reasoning
     written = {name for t in TOKEN_TABLES for s in by_table.get(t, []) for name in s["tokenizers"]}
     if written - {tok.name}:
         raise OutputError(f"refusing to mix tokenizers in one output: {sorted(written)}")
@@ -241,12 +251,15 @@ def build_manifest(cfg: Config, run_id: str, requested: int, stats: list[dict], 
         **manifest_header(run_id, elapsed),
         "config": cfg.model_dump(mode="json"),
         "config_hash": cfg.config_hash(),
-        "prompts": prompt_hashes(),
+        "prompts": prompt_hashes(resolve_prompts(cfg)),
         "tokenizer": {
             "name": tok.name,
             "vocab_size": tok.vocab_size,
             "sha256": tok.files_hash,
             "chat_template": {"source": layout.source, "sha256": layout.sha256},
+            # keep: the thinking in the assistant turn, where the template puts it ("template")
+            # or inline as <think>...</think> ("inline"); drop: the answer only.
+            "reasoning": {"mode": cfg.tokens.reasoning, "placement": placement},
             "eos_token": tok.eos_token,
         },
         "funnel": {
@@ -262,6 +275,9 @@ def build_manifest(cfg: Config, run_id: str, requested: int, stats: list[dict], 
             "judge_modes": dict(judges),
         },
         "tokens": _token_summary(cfg, by_table),
+        # Rows that carry the teacher's thinking trace, and its tokens as the server reported
+        # them (completion_tokens_details.reasoning_tokens; 0 where it reports none).
+        "reasoning": thinking,
         "teacher": _teacher_summary(cfg, counters),
         "stages": {ns: v for ns, v in sorted(counters.items()) if not ns.startswith("teacher.")},
         "shards": {t: [{k: s[k] for k in shard_fields} for s in by_table[t]] for t in names},

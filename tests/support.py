@@ -90,3 +90,12 @@ def output_rows(read_table) -> dict[str, list[dict]]:
         frame = read_table(table).sort_values(key).drop(columns=["duration_s"], errors="ignore")
         tables[table] = json.loads(frame.to_json(orient="records"))
     return tables
+
+
+def learned_text(row) -> str:
+    """What the loss mask of a kept row covers with ChatML and ``tokens.reasoning: keep``: the
+    thinking inline (ChatML has no place of its own for it), the answer, ``<|im_end|>``."""
+    answer = row["solution"]
+    if isinstance(row["reasoning"], str):
+        answer = f"<think>\n{row['reasoning']}\n</think>\n\n{answer}"
+    return answer + "<|im_end|>"

@@ -53,7 +53,7 @@ def test_async_def_and_indented_fences():
         ("```python\nprint(add(1, 2))\n```", records.NO_ENTRY_POINT),
         ("```python\ndef adder(a, b):\n    return a + b\n```", records.NO_ENTRY_POINT),
         # a method of a class is not the top-level function the tests import
-        ("```python\nclass S:\n    def add(self, a, b):\n        return a\n```", records.NO_ENTRY_POINT),
+        ("```python\nclass S:\n    def add(self):\n        return 1\n```", records.NO_ENTRY_POINT),
         (f"```python\n{F}\n```\nBetter:\n```python\ndef add(a, b):\n    return b\n```",
          records.AMBIGUOUS_CODE),
         ("def add(a, b):\n    return a +\n", records.NO_CODE_BLOCK),  # bare text that is not Python
@@ -103,3 +103,45 @@ def test_a_box_in_the_thinking_is_not_the_answer():
     assert final_answer(answer)[0] == "6" and "\\boxed{5}" in reasoning
     answer, _, _ = split("<think>\nMaybe \\boxed{5}.\n</think>\n\nI could not decide.")
     assert final_answer(answer)[1] == records.NO_ANSWER
+
+
+# Shapes seen in real models' answers (public benchmark logs), each once lost or misread.
+@pytest.mark.parametrize(
+    "answer, entry, expected",
+    [
+        ("```python\r\ndef f(x):\r\n    return x\r\n```\r\n", "f", "def f(x):\n    return x\n"),
+        ("```python\ndef f(x):\n    return len(x)", "f", "def f(x):\n    return len(x)\n"),
+        ("```python\ndef gcd(a, b):\n    return a\n```ി", "gcd", "def gcd(a, b):\n    return a\n"),
+        ("```\npython\ndef f(x):\n    return 42\n```", "f", "def f(x):\n    return 42\n"),
+        ("```python\n def f(x):\n     return 42\n```", "f", "def f(x):\n    return 42\n"),
+        ("1. The code:\n\n   ```python\n   def f(x):\n       return 1\n   ```", "f",
+         "def f(x):\n    return 1\n"),
+        ("```python\ndef g(x):\n    return x\n```\nThen:\n"
+         "```python\ndef f(x):\n    return g(x)\n```", "f",
+         "def g(x):\n    return x\n\n\ndef f(x):\n    return g(x)\n"),
+    ],
+)  # fmt: skip
+def test_real_world_code_shapes(answer, entry, expected):
+    assert solution_code(answer, entry) == (expected, None, "")
+
+
+def test_usage_blocks_before_the_solution_are_not_helpers():
+    answer = "```python\nprint(f(1))\n```\n```python\ndef f(x):\n    return x\n```"
+    assert solution_code(answer, "f")[0] == "def f(x):\n    return x\n"
+
+
+@pytest.mark.parametrize(
+    "answer, expected",
+    [
+        ("**Final Answer**: 18", "18"),
+        ("Thus, the answer is:\n\\[ \\frac{207}{64} \\]", "\\frac{207}{64}"),
+        ("The answer is 18.", "18"),
+        ("Answer: 3.5", "3.5"),
+    ],
+)
+def test_real_world_stated_answers(answer, expected):
+    assert final_answer(answer) == (expected, None, "")
+
+
+def test_a_statement_without_a_value_is_no_answer():
+    assert final_answer("We check the final answer: it works.")[1] == records.NO_ANSWER

@@ -592,7 +592,8 @@ def test_staged_package_brings_its_own_files(job, route, tmp_path):
     probe = (
         "import json, pipeline, pipeline.sandbox.sandbox as s\n"
         "from pathlib import Path\n"
-        "from pipeline.prompts import prompt_hashes\n"
+        "from pipeline.config import Config\n"
+        "from pipeline.prompts import prompt_hashes, resolve_prompts\n"
         "from pipeline.resources import resource_dir\n"
         "from pipeline.schemas import load_schema\n"
         "from pipeline.stages.tokens import load_tokenizer\n"
@@ -600,7 +601,8 @@ def test_staged_package_brings_its_own_files(job, route, tmp_path):
         "print(json.dumps({'package': pipeline.__file__,\n"
         "  'prompts': str(resource_dir('prompts')), 'schemas': str(resource_dir('schemas')),\n"
         "  'harness': str(Path(s.__file__).with_name('harness.py')),\n"
-        "  'templates': len(prompt_hashes()), 'tokenizer': load_tokenizer('qwen2').name}))\n"
+        "  'templates': len(prompt_hashes(resolve_prompts(Config()))),\n"
+        "  'tokenizer': load_tokenizer('qwen2').name}))\n"
     )
     env = {**os.environ, "PYTHONPATH": str(target)}
     done = subprocess.run(

@@ -11,6 +11,7 @@ from collections import Counter
 
 import pandas as pd
 import pytest
+from support import learned_text
 
 from pipeline import records
 from pipeline.config import load_config
@@ -116,6 +117,7 @@ def test_planted_attempt_defects_never_win(e2e):
         "infinite_loop",
         "malformed_json",
         "inconsistent_answer",
+        "ambiguous_code",
     }
     kept = set(e2e["data"]["id"])
     for lab in planted:
@@ -130,8 +132,10 @@ def test_planted_attempt_defects_never_win(e2e):
             # os._exit / sys.exit in the solution: its own process dies (pipe judging)
             fake = (records.FAIL_CRASH, records.FAIL_NO_REPORT, records.FAIL_TESTS)
             assert row["verdict"] in fake, row["detail"]
-        if "malformed_json" in lab["defects"]:
-            assert row["reason"] == records.PARSE_ERROR and row["raw"]
+        if "malformed_json" in lab["defects"]:  # a free-form answer with no block to take
+            assert row["reason"] in (records.NO_CODE_BLOCK, records.NO_ANSWER) and row["raw"]
+        if "ambiguous_code" in lab["defects"]:
+            assert row["reason"] == records.AMBIGUOUS_CODE and row["raw"]
 
 
 def test_clean_problems_survive(e2e):
@@ -157,19 +161,39 @@ def test_attempt_rows_match_kept_samples(e2e):
         assert row["pass_rate"] == pytest.approx((mine["verdict"] == "PASS").sum() / k)
     assert (data["verdict"] == "PASS").all()
     assert data["isolation_level"].isin(LEVELS).all()
-    assert data["judge_mode"].isin(["pipe", "in_process", "program"]).all()
+    assert data["judge_mode"].isin(["pipe", "in_process", "answer"]).all()
 
 
 def test_tokens_decode_back_to_the_conversation(e2e):
     tok = load_tokenizer("qwen2")
     for _, row in e2e["data"].iterrows():
         text = tok.decode(row["input_ids"])
+        learned = learned_text(row)
         assert text == (
-            f"<|im_start|>user\n{row['problem']}<|im_end|>\n"
-            f"<|im_start|>assistant\n{row['solution']}<|im_end|>\n"
+            f"<|im_start|>user\n{row['problem']}<|im_end|>\n<|im_start|>assistant\n{learned}\n"
         )
-        assert tok.decode(row["input_ids"][row["loss_mask"] == 1]) == row["solution"] + "<|im_end|>"
+        assert tok.decode(row["input_ids"][row["loss_mask"] == 1]) == learned
         assert row["num_tokens"] == len(row["input_ids"])
+
+
+def test_kept_rows_keep_the_thinking_they_were_served(e2e):
+    """Mixed style: each kept row has reasoning exactly when its chosen attempt was served a
+    trace, and no kept solution holds a thinking tag or the trace."""
+    served = {
+        lab["seed"]: lab for lab in e2e["labels"] if lab["kind"] == "attempt" and lab["style"]
+    }
+    data = e2e["data"]
+    styles = set()
+    for _, row in data.iterrows():
+        label = served[json.loads(row["attempt_sampling"])["seed"]]
+        styles.add(label["style"])
+        assert pd.notna(row["reasoning"]) == label["reasoning_served"], (row["id"], label)
+        assert "<think>" not in row["solution"] and "</think>" not in row["solution"]
+        if pd.notna(row["reasoning"]):
+            assert row["reasoning"] not in row["solution"] and row["reasoning"].strip()
+    assert styles == {"json", "reasoning_content", "reasoning", "think", "think_open", "plain"}
+    assert data["reasoning"].notna().sum() >= len(data) / 3
+    assert e2e["manifest"]["reasoning"]["data"]["rows"] == data["reasoning"].notna().sum()
 
 
 def test_manifest_describes_the_run(e2e):

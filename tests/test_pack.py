@@ -9,7 +9,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 from apache_beam.testing.test_pipeline import TestPipeline as BeamTestPipeline
-from support import data_row
+from support import data_row, learned_text
 
 from pipeline.config import OutputConfig, load_config
 from pipeline.output.pack import pack_rows, unpack
@@ -141,8 +141,8 @@ def test_a_packed_run_round_trips_to_its_samples(packed_run):
         ids, mask = unpacked[row["id"]]
         assert ids.tolist() == row["input_ids"].tolist()
         assert mask.tolist() == row["loss_mask"].tolist()
-        # The loss covers exactly the assistant's answer and the token that ends its turn.
-        assert tok.decode(ids[mask == 1]) == row["solution"] + "<|im_end|>"
+        # The loss covers exactly the assistant's turn (thinking and answer) and its end.
+        assert tok.decode(ids[mask == 1]) == learned_text(row)
     summary = manifest["tokens"]["packed"]
     assert summary["rows"] == len(packed) and summary["samples"] == len(data)
     assert summary["tokens"] == int(data["num_tokens"].sum()) + len(data)

@@ -74,13 +74,20 @@ def plain(value):
         return [plain(v) for v in value]
     if isinstance(value, np.generic):
         value = value.item()
-    if isinstance(value, float) and math.isnan(value):
+    if isinstance(value, float) and math.isnan(value) or value is pd.NA:
         return None
     return value
 
 
 def read_pandas(out: Path, table: str) -> pd.DataFrame:
-    return pd.read_parquet(out / table)
+    frame = pd.read_parquet(out / table)
+    # pandas reads a nullable integer column (reasoning_tokens) as float64 with NaN for null:
+    # the same numbers, compared as the integers they are.
+    schema = pq.read_schema(files(out, table)[0])
+    for field in schema:
+        if pa.types.is_integer(field.type) and frame[field.name].dtype.kind == "f":
+            frame[field.name] = frame[field.name].astype("Int64")
+    return frame
 
 
 def read_pyarrow(out: Path, table: str) -> pa.Table:

@@ -30,9 +30,7 @@ def test_every_row_schema_has_version_and_lineage():
 
 
 def test_schema_errors_name_the_field():
-    assert (
-        schema_errors("math_attempt", {"reasoning": "r", "answer": "1", "program": "print(1)"})
-        is None
-    )
-    problem = schema_errors("math_attempt", {"reasoning": "r", "answer": 1, "program": "p"})
+    good = {"statement": "A statement of twenty characters.", "answer": "1", "program": "p"}
+    assert schema_errors("math_problem", good) is None
+    problem = schema_errors("math_problem", {**good, "answer": 1})
     assert problem.startswith("answer:")

@@ -83,7 +83,7 @@ def test_default_tokenizer_is_qwen2(tok, chatml):
     assert tok.specials[IM_END] == 151645
     assert tok.eos_token == "<|endoftext|>" and tok.eos_id == 151643
     assert len(tok.files_hash) == 64
-    assert chatml.source == "chatml" and chatml.post_masked == 1
+    assert chatml.source == "chatml" and list(chatml.masks[-1]) == [1, 0]  # <|im_end|> \n
 
 
 def test_tokenizer_json_path_with_chatml(tmp_path):
@@ -212,10 +212,11 @@ def test_hub_name_loads_through_the_hub_client(tmp_path, monkeypatch):
         check_tokens(TokensConfig(tokenizer="synthgen/absent"))
 
 
-def test_assistant_text_by_domain():
-    assert assistant_text({"domain": "code", "solution": "x = 1\n"}) == "```python\nx = 1\n```"
-    math = assistant_text({"domain": "math", "solution": "Two plus two.", "answer": "4"})
-    assert math.endswith("\\boxed{4}")
+def test_assistant_text_is_the_answer_as_written():
+    answer = "Use a loop.\n\n```py\ndef f(x):\n    return x\n```\n"
+    assert assistant_text({"domain": "code", "solution": f"\n {answer} \n"}) == answer.strip()
+    math = "Two plus two is four, so the answer is $\\boxed{4}$."
+    assert assistant_text({"domain": "math", "solution": math, "answer": "4"}) == math
 
 
 def _sample(i, solution="def f():\n    return 1"):
@@ -251,3 +252,105 @@ def test_packing_lowers_the_length_limit():
             out.dropped | beam.Map(lambda r: (r["id"], r["detail"].split(" > ")[1])),
             equal_to([("s2", "tokens.pack - 1 63")]),
         )
+
+
+# The shape of Qwen3's own template (its logic, written for this test): reasoning_content of
+# the last assistant turn as <think>\n...\n</think>\n\n before the answer, an empty block when
+# there is none, '</think>' in the content split off, enable_thinking in the generation prompt.
+QWEN3_TEMPLATE = (
+    "{%- set ns = namespace(last_query_index=messages|length - 1) %}"
+    "{%- for message in messages[::-1] %}"
+    "{%- if message.role == 'user' and ns.last_query_index == messages|length - 1 %}"
+    "{%- set ns.last_query_index = messages|length - 1 - loop.index0 %}{%- endif %}"
+    "{%- endfor %}"
+    "{%- for message in messages %}"
+    "{%- if message.role == 'user' or message.role == 'system' %}"
+    "{{- '<|im_start|>' + message.role + '\\n' + message.content + '<|im_end|>\\n' }}"
+    "{%- elif message.role == 'assistant' %}"
+    "{%- set content = message.content %}{%- set reasoning_content = '' %}"
+    "{%- if message.reasoning_content is string %}"
+    "{%- set reasoning_content = message.reasoning_content %}"
+    "{%- elif '</think>' in content %}"
+    "{%- set reasoning_content = content.split('</think>')[0].split('<think>')[-1].strip('\\n') %}"
+    "{%- set content = content.split('</think>')[-1].lstrip('\\n') %}"
+    "{%- endif %}"
+    "{%- if loop.index0 > ns.last_query_index %}"
+    "{{- '<|im_start|>assistant\\n<think>\\n' + reasoning_content.strip('\\n')"
+    " + '\\n</think>\\n\\n' + content.lstrip('\\n') }}"
+    "{%- else %}{{- '<|im_start|>assistant\\n' + content }}{%- endif %}"
+    "{{- '<|im_end|>\\n' }}"
+    "{%- endif %}"
+    "{%- endfor %}"
+    "{%- if add_generation_prompt %}{{- '<|im_start|>assistant\\n' }}"
+    "{%- if enable_thinking is defined and enable_thinking is false %}"
+    "{{- '<think>\\n\\n</think>\\n\\n' }}{%- endif %}{%- endif %}"
+)
+THOUGHT = "The user wants the sum.\nLet me add 2 and 2: that is 4.\nCheck: 4 - 2 = 2. Good."
+ANSWER = "2 + 2 = 4, so the answer is $\\boxed{4}$."
+PROBLEM = "What is 2 + 2?"
+
+
+def _round_trip(tok, layout, *model):
+    ids, mask = encode_chat(tok, layout, PROBLEM, *model)
+    return tok.decode(ids), tok.decode(ids[mask == 1]), tok.decode(ids[mask == 0])
+
+
+def test_qwen3_template_keeps_the_thinking_where_it_puts_it(tmp_path, tok):
+    template = tmp_path / "qwen3.jinja"
+    template.write_text(QWEN3_TEMPLATE)
+    layout = chat_layout("qwen2", str(template), reasoning=True)
+    assert layout.reasoning == "template"
+    text, learned, prompt = _round_trip(tok, layout, THOUGHT, ANSWER)
+    assert text == (
+        f"<|im_start|>user\n{PROBLEM}<|im_end|>\n"
+        f"<|im_start|>assistant\n<think>\n{THOUGHT}\n</think>\n\n{ANSWER}<|im_end|>\n"
+    )
+    # The loss covers the model's whole turn after the generation prompt: the template's
+    # <think>, the thinking, the answer and <|im_end|>; nothing of the prompt.
+    assert learned == f"<think>\n{THOUGHT}\n</think>\n\n{ANSWER}<|im_end|>"
+    assert prompt == f"<|im_start|>user\n{PROBLEM}<|im_end|>\n<|im_start|>assistant\n\n"
+    assert THOUGHT not in prompt and PROBLEM not in learned
+
+
+def test_qwen3_template_drop_has_no_thinking_token(tmp_path, tok):
+    template = tmp_path / "qwen3.jinja"
+    template.write_text(QWEN3_TEMPLATE)
+    text, learned, _ = _round_trip(tok, chat_layout("qwen2", str(template)), ANSWER)
+    # Qwen3's own form of a turn without thinking: an empty block, learned as the model's.
+    assert learned == f"<think>\n\n</think>\n\n{ANSWER}<|im_end|>"
+    assert "Let me add" not in text and "sum" not in text
+
+
+def test_chatml_keeps_the_thinking_inline_and_drop_leaves_it_out(tok, chatml):
+    layout = chat_layout("qwen2", "auto", reasoning=True)
+    assert layout.reasoning == "inline"
+    text, learned, prompt = _round_trip(tok, layout, THOUGHT, ANSWER)
+    assert learned == f"<think>\n{THOUGHT}\n</think>\n\n{ANSWER}<|im_end|>"
+    assert prompt == f"<|im_start|>user\n{PROBLEM}<|im_end|>\n<|im_start|>assistant\n\n"
+    text, learned, _ = _round_trip(tok, chatml, ANSWER)
+    assert learned == ANSWER + IM_END and "<think>" not in text and THOUGHT not in text
+
+
+@pytest.mark.parametrize("mode", ["keep", "drop"])
+def test_tokenize_stage_keeps_or_drops_the_thinking(tok, mode):
+    samples = [
+        {
+            "id": "a",
+            "domain": "math",
+            "statement": PROBLEM,
+            "solution": ANSWER,
+            "reasoning": THOUGHT,
+        },
+        {"id": "b", "domain": "math", "statement": PROBLEM, "solution": ANSWER, "reasoning": None},
+    ]
+    with BeamTestPipeline(argv=FNAPI) as p:
+        out = p | beam.Create(samples) | Tokenize(TokensConfig(reasoning=mode))
+        decoded = out.kept | beam.Map(
+            lambda r: (r["id"], tok.decode(r["input_ids"][r["loss_mask"] == 1]), r["reasoning"])
+        )
+        with_thought = f"<think>\n{THOUGHT}\n</think>\n\n{ANSWER}<|im_end|>"
+        expected = [
+            ("a", with_thought if mode == "keep" else ANSWER + IM_END, THOUGHT),
+            ("b", ANSWER + IM_END, None),
+        ]
+        assert_that(decoded, equal_to(expected))

@@ -11,6 +11,7 @@ from support import data_row
 
 from pipeline.config import OutputConfig
 from pipeline.output.write import WriteShards, row_group_rows, rows_to_table, shard_of
+from pipeline.records import SCHEMA_VERSION
 from pipeline.schemas import arrow_schema
 
 FNAPI = ["--runner=FnApiRunner"]
@@ -26,7 +27,7 @@ def test_round_trip_balanced_shards(tmp_path):
     assert sum(counts) == 400 and max(counts) - min(counts) < 60
     table = pq.read_table(files[0])
     assert table.schema.equals(arrow_schema("data"), check_metadata=False)
-    assert table.schema.metadata[b"synthgen.schema_version"] == b"1"
+    assert table.schema.metadata[b"synthgen.schema_version"] == SCHEMA_VERSION.encode()
     frame = pd.read_parquet(tmp_path / "data")
     assert len(frame) == 400
     back = frame.set_index("id").loc["code-x-easy-00003"]

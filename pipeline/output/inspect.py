@@ -111,6 +111,8 @@ def samples_view(data: pd.DataFrame, n: int, seed: int) -> list[str]:
             f"{row['verdict']}, language {row['language']} ({row['language_prob']:.2f})",
         ]
         lines += _block("problem", row["problem"], PROBLEM_CHARS)
+        if clip(row.get("reasoning"), 1):
+            lines += _block("reasoning", row["reasoning"], SOLUTION_CHARS)
         lines += _block("solution", row["solution"], SOLUTION_CHARS)
         if clip(row.get("answer"), 1):
             lines.append(f"answer: {clip(row['answer'], DETAIL_CHARS)}")

@@ -58,6 +58,12 @@ HEADLINE = (
     ("cache_hit_rate", "teacher cache hit rate", ("teacher", "cache_hit_rate")),
     ("elapsed_s", "elapsed (s)", ("elapsed_s",)),
     ("tokenizer", "tokenizer", ("tokenizer", "name")),
+    (
+        "kept_with_reasoning",
+        "kept samples with the teacher's thinking",
+        ("reasoning", "data", "rows"),
+    ),
+    ("reasoning_mode", "thinking in the tokens", ("tokenizer", "reasoning", "mode")),
 )
 DATA_COLUMNS = ("id", "domain", "topic", "difficulty", "num_tokens", "pass_rate", "attempts")
 DATA_COLUMNS += ("language", "dedup_cluster", "problem", "solution")

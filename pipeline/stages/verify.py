@@ -4,8 +4,13 @@
                      (code: the reference solution fails its tests; math: the program fails or
                      its last printed line does not match ``answer``) | errors.
 ``VerifyAttempts``   attempt element -> the same element + ``verdict``, ``verify_detail``,
-                     ``duration_s``, ``isolation_level`` | errors. Attempts whose
-                     ``attempt_status`` is not "ok" are not run: verdict ``NOT_RUN``.
+                     ``duration_s``, ``isolation_level`` | errors. Code: the code block taken
+                     from the answer runs against the problem's tests in the sandbox. Math:
+                     the final ``\\boxed{}`` answer is compared with the problem's verified
+                     answer (PASS or FAIL_ANSWER; ``judge_mode`` "answer", nothing runs;
+                     ``isolation_level`` is the reference run's, which verified that answer).
+                     Attempts whose ``attempt_status`` is not "ok" (cut, unparseable, no
+                     answer) are not judged: verdict ``NOT_RUN``.
 ``SelectAttempt``    verified attempts, grouped by problem id -> kept problem (+ ``attempt``,
                      ``attempts``, ``pass_rate``, ``verdict``, ``solution``, ``answer``,
                      ``isolation_level``) | dropped ``no_passing_attempt`` / ``answer_disagreement``
@@ -21,11 +26,11 @@ a pass. Every checked attempt carries ``judge_mode`` and ``audit_flags`` (see
 
 Selection rule (``choose_attempt``): among attempts with verdict PASS, the shortest
 ``solution`` text wins, then the lowest attempt index. ``pass_rate`` = passing attempts /
-attempts requested (an attempt that never arrived counts as failed). Math: the passing
-attempts vote with their answers, the reference ``answer`` casting one more vote and winning
-ties, grouped by ``answers_match``; the majority must match the reference ``answer``, and
-passing attempts that disagree with it become FAIL_ANSWER. The kept ``answer`` is the
-majority, normalised (exact form).
+attempts requested (an attempt that never arrived counts as failed). Math: every attempt with
+a final answer votes (PASS and FAIL_ANSWER alike), the reference ``answer`` casting one more
+vote and winning ties, grouped by ``answers_match``; the majority must match the reference
+``answer`` (else ``answer_disagreement``: the attempts doubt the reference). The kept
+``answer`` is the majority, normalised (exact form).
 
 The sandbox DoFns run checks on a small thread pool (``verify.workers``, 0 = CPU count): a
 check is mostly a wait on a child process, which releases the GIL. Results are emitted from
@@ -48,11 +53,17 @@ from pipeline.records import DROPPED, ERRORS, KEPT, REFERENCE, SELECT, VERIFY
 from pipeline.sandbox.sandbox import Limits, Sandbox
 from pipeline.stages.concurrent import ConcurrentDoFn
 
+JUDGE_ANSWER = "answer"  # judge mode of a math attempt: its final answer, compared
 NOT_RUN = "NOT_RUN"  # attempt verdict: the teacher's answer could not be parsed, nothing ran
 ERRORED = "ERROR"  # attempt verdict: a stage raised on this attempt (see ``errored_attempt``)
 ATTEMPT_ROWS = "attempt_rows"
 FAILED = "failed"  # attempt-row reason: it ran and did not pass
-RAW_STATUSES = (records.PARSE_ERROR, records.SCHEMA_INVALID, records.TRUNCATED)
+RAW_STATUSES = (
+    records.PARSE_ERROR,
+    records.SCHEMA_INVALID,
+    records.TRUNCATED,
+    *records.ANSWER_REASONS,
+)
 
 # Keys an attempt element adds to its problem record (dropped again by SelectAttempt, except
 # the chosen attempt's lineage: attempt_prompt_hash and attempt_sampling).
@@ -66,6 +77,10 @@ ATTEMPT_KEYS = (
     "solution",
     "attempt_answer",
     "attempt_program",
+    "reasoning",
+    "reasoning_tokens",
+    "reasoning_complete",
+    "finish_reason",
     "verdict",
     "verify_detail",
     "duration_s",
@@ -81,13 +96,14 @@ DROP_KEYS = ("stage", "reason", "detail")
 MAX_ANSWER_CHARS = 200
 MAX_EXPONENT = 400  # "1e999999" would build a huge integer
 _PLAIN = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE]([+-]?\d+))?")
-_THOUSANDS = re.compile(r"[+-]?\d{1,3}(?:,\d{3})+(?:\.\d+)?")
+_THOUSANDS = re.compile(r"[+-]?(?:[1-9]\d{0,2})(?:,\d{3})+(?:\.\d+)?")  # not "0,111"
 _FRAC = re.compile(r"([+-]?)\\[dt]?frac\{([^{}]+)\}\{([^{}]+)\}")
 _FRAC_SHORT = re.compile(r"([+-]?)\\[dt]?frac(\d)(\d)")
 _MIXED = re.compile(r"([+-]?)(\d+)\s+(\d+)\s*/\s*(\d+)")
 _ASSIGNMENT = re.compile(r"^[A-Za-z]\w*\s*=\s*")
 _ANSWER_PREFIX = re.compile(r"^(?:the\s+)?(?:final\s+)?answer\s*(?:is\b|:)?\s*", re.IGNORECASE)
 _LATEX_NOISE = (
+    ("\\$", ""),
     ("$", ""),
     ("\\(", ""),
     ("\\)", ""),
@@ -105,6 +121,18 @@ _LATEX_NOISE = (
     ("\u2212", "-"),
     ("\u2013", "-"),
 )
+
+
+# What a number's unit may look like after it: \text{ cm}, degrees, or a word of a few units
+# that answers carry ("18 dollars", "1320 km"); a variable ("3x") is not one of them.
+_UNIT = re.compile(
+    r"(?:\^\{?\\circ\}?|°|\\text\{\s*[A-Za-z][A-Za-z .]*\}|\\(?:mbox|mathrm)\{\s*[A-Za-z .]+\}"
+    r"|\s+(?:dollars?|cents?|percent|degrees?|units?|cm|mm|km|m|kg|g|mg|ml|l|s|sec|seconds?"
+    r"|minutes?|min|hours?|h|days?|weeks?|years?|feet|foot|ft|inch(?:es)?|in|miles?|mph"
+    r"|meters?|metres?|square\s+\w+|sq\s*\w+)\b\.?)\s*$",
+    re.I,
+)
+_STYLE = re.compile(r"\\(?:mathbf|textbf|mathrm|text)\{([^{}]*)\}")
 
 
 def _unbox(text: str) -> str:
@@ -150,7 +178,12 @@ def _parse_number(text: Any) -> tuple[Fraction, bool] | None:
     for old, new in _LATEX_NOISE:
         s = s.replace(old, new)
     s = _ASSIGNMENT.sub("", _ANSWER_PREFIX.sub("", s.strip())).rstrip(".").strip()
+    while (unit := _UNIT.search(s)) is not None and unit.start() > 0:
+        s = s[: unit.start()].strip()
+    s = _STYLE.sub(r"\1", s).strip()
     s = _strip_wrapping(s).removesuffix("%").strip()
+    if re.search(r",\s", s):  # "32, 349": a list, not a number
+        return None
     if len(s) > MAX_ANSWER_CHARS:
         return None
     try:
@@ -345,11 +378,10 @@ def check_attempt(attempt: dict, sandbox, rel_tol: float = 1e-6) -> dict:
         }
     domain = attempt.get("domain")
     if domain == "code":
-        solution, tests = attempt.get("solution"), attempt.get("tests")
-        call = (lambda: sandbox.run_tests(solution, tests)) if solution and tests else None
+        program, tests = attempt.get("attempt_program"), attempt.get("tests")
+        call = (lambda: sandbox.run_tests(program, tests)) if program and tests else None
     elif domain == "math":
-        program = attempt.get("attempt_program")
-        call = (lambda: sandbox.run_program(program)) if program else None
+        return _judge_answer(attempt, rel_tol)
     else:
         raise ValueError(f"unknown domain {domain!r}")
     if call is None:
@@ -363,8 +395,6 @@ def check_attempt(attempt: dict, sandbox, rel_tol: float = 1e-6) -> dict:
             "audit_flags": [],
         }
     result = _run_with_retry(call)
-    if domain == "math":
-        result = _check_printed_answer(result, attempt.get("attempt_answer"), rel_tol)
     return {
         **attempt,
         "verdict": result["verdict"],
@@ -373,6 +403,26 @@ def check_attempt(attempt: dict, sandbox, rel_tol: float = 1e-6) -> dict:
         "isolation_level": result["isolation_level"],
         "judge_mode": result.get("judge_mode"),
         "audit_flags": result.get("audit_flags", []),
+    }
+
+
+def _judge_answer(attempt: dict, rel_tol: float) -> dict:
+    """A math attempt's final answer against the problem's verified answer (nothing runs)."""
+    given, expected = attempt.get("attempt_answer"), attempt.get("answer")
+    if answers_match(given, expected, rel_tol):
+        verdict, detail = records.PASS, ""
+    else:
+        verdict = records.FAIL_ANSWER
+        detail = f"answer {str(given)[:100]!r}, expected {str(expected)[:100]!r}"
+    return {
+        **attempt,
+        "verdict": verdict,
+        "verify_detail": detail,
+        "duration_s": None,
+        # Nothing runs: the answer it is compared with was verified by the reference run.
+        "isolation_level": attempt.get("isolation_level"),
+        "judge_mode": JUDGE_ANSWER,
+        "audit_flags": [],
     }
 
 
@@ -406,6 +456,10 @@ def _attempt_row(attempt: dict, chosen: bool, reason: str | None) -> dict:
         "solution": attempt.get("solution"),
         "answer": attempt.get("attempt_answer"),
         "program": attempt.get("attempt_program"),
+        "reasoning": attempt.get("reasoning"),
+        "reasoning_tokens": attempt.get("reasoning_tokens"),
+        "reasoning_complete": attempt.get("reasoning_complete"),
+        "finish_reason": attempt.get("finish_reason"),
         "verdict": attempt["verdict"],
         "chosen": chosen,
         "reason": reason,
@@ -459,22 +513,24 @@ def select_attempt(
     is_math = problem.get("domain") == "math"
     majority = None
     if is_math:
-        passing = [a for a in work if a["verdict"] == records.PASS]
+        judged = [a for a in work if a["verdict"] in (records.PASS, records.FAIL_ANSWER)]
         # The reference answer (its program already printed it) is one more vote: a tie
         # between it and a wrong answer that several attempts share goes to the reference.
         reference = problem.get("answer")
-        votes = [a.get("attempt_answer") for a in passing] + [reference]
-        voted = _majority(votes, rel_tol, prefer=reference) if passing else None
+        votes = [a.get("attempt_answer") for a in judged] + [reference]
+        voted = _majority(votes, rel_tol, prefer=reference) if judged else None
         majority = voted[0] if voted else None
-        for a in passing:
-            if majority is None or not answers_match(a.get("attempt_answer"), majority, rel_tol):
-                a["verdict"] = records.FAIL_ANSWER
-                a["verify_detail"] = (
-                    f"answer {a.get('attempt_answer')!r} differs from the majority {majority!r}"
-                )
     chosen, rate = choose_attempt(work, attempts_requested)
     reason, detail = None, ""
-    if chosen is None:
+    if majority is not None and not answers_match(majority, problem.get("answer"), rel_tol):
+        agreeing = sum(answers_match(a.get("attempt_answer"), majority, rel_tol) for a in work)
+        reason = records.ANSWER_DISAGREEMENT
+        detail = (
+            f"majority answer {majority[:100]!r} ({agreeing} of {len(work)} attempts) != "
+            f"reference answer {str(problem.get('answer'))[:100]!r}"
+        )
+        chosen = None
+    elif chosen is None:
         broken = [a for a in work if a["verdict"] in (records.INFRA_ERROR, ERRORED)]
         unpaid = [a for a in work if a.get("attempt_status") == records.BUDGET_EXHAUSTED]
         if broken:
@@ -486,14 +542,6 @@ def select_attempt(
             reason, detail = records.BUDGET_EXHAUSTED, unpaid[0].get("attempt_detail", "")
         else:
             reason, detail = records.NO_PASSING_ATTEMPT, _verdict_counts(work, attempts_requested)
-    elif is_math and not answers_match(majority, problem.get("answer"), rel_tol):
-        agreeing = sum(a["verdict"] == records.PASS for a in work)  # after the vote above
-        reason = records.ANSWER_DISAGREEMENT
-        detail = (
-            f"majority answer {majority[:100]!r} ({agreeing} of {len(work)} attempts) != "
-            f"reference answer {str(problem.get('answer'))[:100]!r}"
-        )
-        chosen = None
 
     rows = []
     for a in work:
@@ -516,6 +564,8 @@ def select_attempt(
         "pass_rate": rate,
         "verdict": records.PASS,
         "solution": chosen.get("solution"),
+        "reasoning": chosen.get("reasoning"),
+        "reasoning_tokens": chosen.get("reasoning_tokens"),
         "attempt_prompt_hash": chosen.get("attempt_prompt_hash"),
         "attempt_sampling": chosen.get("attempt_sampling"),
         "isolation_level": chosen.get("isolation_level"),
