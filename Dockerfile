@@ -29,7 +29,7 @@ COPY schemas /tmp/synthgen-src/schemas
 RUN pip install --no-cache-dir "/tmp/synthgen-src[gcp]" \
     && rm -rf /tmp/synthgen-src \
     && cd / \
-    && python -c "from pipeline.prompts import prompt_hashes; from pipeline.schemas import load_schema; from pipeline.stages.tokens import load_tokenizer; prompt_hashes(); load_schema('data_row'); load_tokenizer('qwen2')" \
+    && python -c "from pipeline.config import Config; from pipeline.prompts import resolve_prompts; from pipeline.schemas import load_schema; from pipeline.stages.tokens import load_tokenizer; resolve_prompts(Config()); load_schema('data_row'); load_tokenizer('qwen2')" \
     && python -c "import google.cloud.secretmanager" \
     && command -v bwrap
 
