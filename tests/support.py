@@ -99,3 +99,53 @@ def learned_text(row) -> str:
     if isinstance(row["reasoning"], str):
         answer = f"<think>\n{row['reasoning']}\n</think>\n\n{answer}"
     return answer + "<|im_end|>"
+
+
+# The v1 attempt prompts ask for these objects (the pipeline itself now sends v2 prompts).
+_TEXT = {"type": "string", "minLength": 1}
+V1_ATTEMPT_SCHEMAS = {
+    "code_attempt": {
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["solution"],
+        "properties": {"solution": _TEXT},
+    },
+    "math_attempt": {
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["reasoning", "answer", "program"],
+        "properties": {"reasoning": _TEXT, "answer": _TEXT, "program": _TEXT},
+    },
+}
+
+
+def bank_schemas() -> dict:
+    """The schemas of what the built-in teacher answers: problems, and v1 attempts."""
+    from pipeline.schemas import load_schema
+
+    return {
+        **{name: load_schema(name) for name in ("code_problem", "math_problem")},
+        **V1_ATTEMPT_SCHEMAS,
+    }
+
+
+def passes(solution: str, tests: str, failures=(AssertionError,)) -> bool:
+    """Run the bank's own trusted code in process: ``solution`` as module ``solution``, then
+    every ``test_*`` of ``tests``; an exception of ``failures`` is a fail, any other raises."""
+    import sys
+    import types
+
+    module = types.ModuleType("solution")
+    sys.modules["solution"] = module
+    try:
+        exec(solution, module.__dict__)
+        namespace: dict = {}
+        exec(tests, namespace)
+        for name, fn in namespace.items():
+            if name.startswith("test_") and callable(fn):
+                fn()
+        return True
+    except failures:
+        return False
+    finally:
+        del sys.modules["solution"]

@@ -12,40 +12,18 @@ import itertools
 import json
 import random
 import re
-import sys
-import types
 from pathlib import Path
 
 import jsonschema
 import pytest
 from langdetect import DetectorFactory, detect
-from support import jaccard, word_5grams
+from support import bank_schemas, jaccard, passes, word_5grams
 
 from pipeline.prompts import load_template
-from pipeline.schemas import load_schema
 from pipeline.teacher.builtin import bank
 
 ROOT = Path(__file__).resolve().parents[1]
-# The v1 attempt prompts ask for these objects (the pipeline itself now sends v2 prompts).
-_TEXT = {"type": "string", "minLength": 1}
-V1_ATTEMPT_SCHEMAS = {
-    "code_attempt": {
-        "type": "object",
-        "additionalProperties": False,
-        "required": ["solution"],
-        "properties": {"solution": _TEXT},
-    },
-    "math_attempt": {
-        "type": "object",
-        "additionalProperties": False,
-        "required": ["reasoning", "answer", "program"],
-        "properties": {"reasoning": _TEXT, "answer": _TEXT, "program": _TEXT},
-    },
-}
-SCHEMAS = {
-    **{name: load_schema(name) for name in ("code_problem", "math_problem")},
-    **V1_ATTEMPT_SCHEMAS,
-}
+SCHEMAS = bank_schemas()
 DIFFICULTIES = ("easy", "medium", "hard")
 
 
@@ -56,24 +34,6 @@ def prompt(name: str, **values) -> list[dict]:
 def parse(content: str) -> dict:
     fenced = re.fullmatch(r"```json\n(.*)\n```", content, re.S)
     return json.loads(fenced.group(1) if fenced else content)
-
-
-def passes(solution: str, tests: str) -> bool:
-    """Run the bank's own trusted code: ``solution`` as module ``solution``, then every test_*."""
-    module = types.ModuleType("solution")
-    exec(solution, module.__dict__)
-    sys.modules["solution"] = module
-    try:
-        namespace: dict = {}
-        exec(tests, namespace)
-        for name, fn in namespace.items():
-            if name.startswith("test_") and callable(fn):
-                fn()
-        return True
-    except AssertionError:
-        return False
-    finally:
-        del sys.modules["solution"]
 
 
 def last_line_printed(program: str) -> str:

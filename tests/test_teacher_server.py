@@ -21,35 +21,15 @@ import jsonschema
 import openai
 import pytest
 from langdetect import DetectorFactory, detect
-from support import jaccard
+from support import bank_schemas, jaccard
 
 from pipeline.prompts import load_template
-from pipeline.schemas import load_schema
 from pipeline.teacher.builtin import bank
 from pipeline.teacher.builtin import server as ts
 from pipeline.teacher.builtin.server import TeacherServer
 
 ROOT = Path(__file__).resolve().parents[1]
-# The v1 attempt prompts ask for these objects (the pipeline itself now sends v2 prompts).
-_TEXT = {"type": "string", "minLength": 1}
-V1_ATTEMPT_SCHEMAS = {
-    "code_attempt": {
-        "type": "object",
-        "additionalProperties": False,
-        "required": ["solution"],
-        "properties": {"solution": _TEXT},
-    },
-    "math_attempt": {
-        "type": "object",
-        "additionalProperties": False,
-        "required": ["reasoning", "answer", "program"],
-        "properties": {"reasoning": _TEXT, "answer": _TEXT, "program": _TEXT},
-    },
-}
-SCHEMAS = {
-    **{name: load_schema(name) for name in ("code_problem", "math_problem")},
-    **V1_ATTEMPT_SCHEMAS,
-}
+SCHEMAS = bank_schemas()
 LABEL_FIELDS = {
     "kind",
     "domain",
