@@ -140,7 +140,14 @@ class _RouteFn(beam.DoFn):
 
 def apply_stage(pcoll, label: str, fn: beam.DoFn) -> StageOutputs:
     """``fn`` emits kept records on its main output and dropped / errors on tagged outputs."""
-    return split_outputs(pcoll | label >> beam.ParDo(fn).with_outputs(DROPPED, ERRORS, main=KEPT))
+    return split_outputs(pcoll | label >> dict_outputs(beam.ParDo(fn), DROPPED, ERRORS))
+
+
+def dict_outputs(transform, *tags: str, main: str = KEPT):
+    """``transform.with_outputs(*tags, main=main)``, its main output declared as plain dicts:
+    Beam 2.78 infers it from the yields as Union[TaggedOutput, dict], which no annotated
+    consumer accepts."""
+    return transform.with_output_types(dict).with_outputs(*tags, main=main)
 
 
 def route(pcoll, label: str, stage: str, decide) -> StageOutputs:

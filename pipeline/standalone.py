@@ -576,7 +576,7 @@ class WriteTables(beam.PTransform):
         self._columns = columns
         self._fn = _WriteShardFn(command, out_dir, shards)
 
-    def expand(self, tables: dict):
+    def expand(self, tables):  # {table name: PCollection}
         keyed = [
             pairs
             | f"KeyByShard{table.capitalize()}"

@@ -221,7 +221,8 @@ class Decontaminate(beam.PTransform):
             | "BuildBenchmarkIndex"
             >> beam.Map(_index_for, benchmarks=tuple(cfg.benchmarks), n=cfg.ngram, field=cfg.field)
         )
-        tagged = problems | "CheckContamination" >> beam.ParDo(
-            _CheckFn(cfg.ngram), beam.pvalue.AsSingleton(index)
-        ).with_outputs(records.DROPPED, records.ERRORS, main=records.KEPT)
+        check = beam.ParDo(_CheckFn(cfg.ngram), beam.pvalue.AsSingleton(index))
+        tagged = problems | "CheckContamination" >> records.dict_outputs(
+            check, records.DROPPED, records.ERRORS
+        )
         return records.split_outputs(tagged)

@@ -550,9 +550,7 @@ class DropDuplicatesOfExisting(beam.PTransform):
              "match": matches}
             | "JoinMatches" >> beam.CoGroupByKey()
             | "MarkExistingDuplicates"
-            >> beam.FlatMap(_mark_existing_duplicates).with_outputs(
-                records.DROPPED, main=records.KEPT
-            )
+            >> records.dict_outputs(beam.FlatMap(_mark_existing_duplicates), records.DROPPED)
         )  # fmt: skip
 
 
@@ -582,7 +580,7 @@ class Dedup(beam.PTransform):
             keyed.keyed
             | "GroupByExactKey" >> beam.GroupByKey()
             | "PickExactSurvivor"
-            >> beam.FlatMap(_pick_exact_survivor).with_outputs(records.DROPPED, main=records.KEPT)
+            >> records.dict_outputs(beam.FlatMap(_pick_exact_survivor), records.DROPPED)
         )
         band_fn = beam.ParDo(_BandFn(self._cfg)).with_output_types(tuple[str, str])
         banded = exact[records.KEPT] | "BandSignatures" >> band_fn.with_outputs(
@@ -611,7 +609,7 @@ class Dedup(beam.PTransform):
             {"record": survivors, "root": roots}
             | "JoinRoots" >> beam.CoGroupByKey()
             | "MarkNearDuplicates"
-            >> beam.FlatMap(_mark_near_duplicates).with_outputs(records.DROPPED, main=records.KEPT)
+            >> records.dict_outputs(beam.FlatMap(_mark_near_duplicates), records.DROPPED)
         )
         exact_dropped = (
             {

@@ -725,8 +725,8 @@ class SelectAttempt(beam.PTransform):
             | "KeyAttemptsByProblem" >> beam.Map(_problem_key)
             | "GroupAttemptsByProblem" >> beam.GroupByKey()
             | "SelectBestAttempt"
-            >> beam.ParDo(_SelectFn(self._requested, self._rel_tol)).with_outputs(
-                DROPPED, ERRORS, ATTEMPT_ROWS, main=KEPT
+            >> records.dict_outputs(
+                beam.ParDo(_SelectFn(self._requested, self._rel_tol)), DROPPED, ERRORS, ATTEMPT_ROWS
             )
         )
         return SelectOutputs(tagged[KEPT], tagged[DROPPED], tagged[ERRORS], tagged[ATTEMPT_ROWS])
