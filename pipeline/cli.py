@@ -598,7 +598,11 @@ def main(argv: list[str] | None = None) -> int:
     if extra and args.command not in _BEAM_COMMANDS:
         print(f"synthgen: unrecognized arguments: {' '.join(extra)}", file=sys.stderr)
         return EXIT_USAGE
-    return args.func(args, extra)
+    try:
+        return args.func(args, extra)
+    except BrokenPipeError:  # `synthgen inspect out | head`: the reader left, nothing is wrong
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
 
 
 if __name__ == "__main__":
