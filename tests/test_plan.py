@@ -73,10 +73,10 @@ def test_sandbox_checks_follow_the_pilots_stage_counters(pilots):
     cold, _, _ = pilots
     p = plan(cold, N)
     verify, reference = cold["stages"]["verify"], cold["stages"]["reference"]
-    run_attempts = verify["kept"] - verify.get("not_run", 0)
-    assert run_attempts == sum(
-        v for k, v in verify.items() if k not in ("kept", "not_run", "error")
-    )
+    # Math attempts are compared with the verified answer, not run: no sandbox check.
+    run_attempts = verify["kept"] - verify.get("not_run", 0) - verify["compared"]
+    judged = sum(v for k, v in verify.items() if k not in ("kept", "not_run", "error", "compared"))
+    assert run_attempts == judged - verify["compared"] and verify["compared"] > 0
     checks = (sum(reference.values()) + run_attempts) * p["teacher"]["scale"]
     assert p["sandbox"]["checks"] == pytest.approx(checks)
     timeouts = verify.get("fail_timeout", 0) * p["teacher"]["scale"]

@@ -555,6 +555,7 @@ def test_verify_attempts_adds_verdicts_and_counts_them():
         "fail_answer": 1,
         "not_run": 2,
         "error": 1,
+        "compared": 3,  # the math attempts: judged by their answer, nothing ran
     }
 
 

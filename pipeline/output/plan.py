@@ -246,9 +246,11 @@ def plan(manifest: dict, target_tokens: float, a: Assumptions = Assumptions()) -
     # ---- sandbox, dedup, language, tokens: CPU seconds ---------------------------------------
     reference = stages.get("reference", {})
     verify = stages.get("verify", {})
+    # Verdicts of attempts that ran; math attempts are compared with the answer, not run.
     pilot_checks = sum(reference.values()) + sum(
-        v for k, v in verify.items() if k not in ("kept", "not_run", "error")
+        v for k, v in verify.items() if k not in ("kept", "not_run", "error", "compared")
     )
+    pilot_checks -= verify.get("compared", 0)
     timeouts = verify.get("fail_timeout", 0) * scale
     timeout_s = cfg["verify"]["timeout_s"]
     checks = pilot_checks * scale

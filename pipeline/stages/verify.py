@@ -54,6 +54,7 @@ from pipeline.sandbox.sandbox import Limits, Sandbox
 from pipeline.stages.concurrent import ConcurrentDoFn
 
 JUDGE_ANSWER = "answer"  # judge mode of a math attempt: its final answer, compared
+COMPARED = "compared"  # counter verify/compared: attempts judged by comparison (no sandbox)
 NOT_RUN = "NOT_RUN"  # attempt verdict: the teacher's answer could not be parsed, nothing ran
 ERRORED = "ERROR"  # attempt verdict: a stage raised on this attempt (see ``errored_attempt``)
 ATTEMPT_ROWS = "attempt_rows"
@@ -649,6 +650,8 @@ class _VerifyAttemptFn(_SandboxFn):
     def _check(self, attempt):
         verified = check_attempt(attempt, self._sandbox, self._rel_tol)
         counters = (KEPT, verified["verdict"].lower())
+        if verified["judge_mode"] == JUDGE_ANSWER:  # compared, not run: no sandbox check
+            counters += (COMPARED,)
         return _Output(KEPT, verified, counters, verified["duration_s"])
 
 
