@@ -58,19 +58,27 @@ def sandbox(request):
     box.close()
 
 
-def _uids_in_use() -> list[int]:
-    """Host processes running as a check uid of this process's sandboxes."""
+def _uids_in_use(grace_s: float = 2.0) -> list[int]:
+    """Host processes running as a check uid of this process's sandboxes. The sweep has sent
+    SIGKILL to all of them before the check returns; on a loaded machine one may take a moment
+    to finish exiting, so live ones are looked for again for up to ``grace_s`` (zombies are
+    dead already: their namespace's init reaps them)."""
     ours = check_uid_range()
-    found = []
-    for entry in Path("/proc").iterdir():
-        try:
-            status = (entry / "status").read_text()
-        except (OSError, ValueError):
-            continue
-        uid = int(status.split("\nUid:")[1].split()[0])
-        if uid in ours:
-            found.append(uid)
-    return found
+    deadline = time.monotonic() + grace_s
+    while True:
+        found = []
+        for entry in Path("/proc").iterdir():
+            try:
+                status = (entry / "status").read_text()
+            except (OSError, ValueError):
+                continue
+            uid = int(status.split("\nUid:")[1].split()[0])
+            state = status.split("\nState:")[1].split()[0]
+            if uid in ours and state not in ("Z", "X"):
+                found.append(uid)
+        if not found or time.monotonic() > deadline:
+            return found
+        time.sleep(0.05)
 
 
 def _gone_or_zombie(pid: int) -> bool:
