@@ -138,18 +138,27 @@ def _stated(answer: str) -> str | None:
     return value if re.search(r"[0-9\\]", value) else None  # not "it works"
 
 
-def final_answer(answer: str) -> tuple[str | None, str | None, str]:
-    """(final answer text, None, "") or (None, NO_ANSWER, detail); see the module docstring."""
-    for match in reversed(list(_BOX.finditer(answer))):
-        rest = answer[match.end() :]
+def last_box(text: str) -> str | None:
+    """The content of the last non-empty ``\\boxed{…}`` / ``\\fbox{…}`` (braces balanced) or
+    ``\\boxed 5`` in ``text``, as written; None when there is none."""
+    for match in reversed(list(_BOX.finditer(text))):
+        rest = text[match.end() :]
         stripped = rest.lstrip()
         if stripped.startswith("{"):
-            inner = _braced(answer, len(answer) - len(stripped))
+            inner = _braced(text, len(text) - len(stripped))
         else:
             token = re.match(r"\s+([^\s$\\]+)", rest)  # \boxed 5
             inner = token.group(1) if token else None
         if inner is not None and inner.strip():
-            return _clean(inner), None, ""
+            return inner
+    return None
+
+
+def final_answer(answer: str) -> tuple[str | None, str | None, str]:
+    """(final answer text, None, "") or (None, NO_ANSWER, detail); see the module docstring."""
+    value = last_box(answer)
+    if value is not None:
+        return _clean(value), None, ""
     value = _stated(answer)
     if value:
         return value, None, ""

@@ -51,6 +51,7 @@ import apache_beam as beam
 from pipeline import records
 from pipeline.records import DROPPED, ERRORS, KEPT, REFERENCE, SELECT, VERIFY
 from pipeline.sandbox.sandbox import Limits, Sandbox
+from pipeline.stages.answers import last_box
 from pipeline.stages.concurrent import ConcurrentDoFn
 
 JUDGE_ANSWER = "answer"  # judge mode of a math attempt: its final answer, compared
@@ -137,17 +138,9 @@ _STYLE = re.compile(r"\\(?:mathbf|textbf|mathrm|text)\{([^{}]*)\}")
 
 
 def _unbox(text: str) -> str:
-    """Content of the last ``\\boxed{...}`` (or ``\\fbox``), braces balanced; else ``text``."""
-    start = max(text.rfind("\\boxed"), text.rfind("\\fbox"))
-    brace = text.find("{", start) if start >= 0 else -1
-    if brace < 0:
-        return text
-    depth = 0
-    for i in range(brace, len(text)):
-        depth += {"{": 1, "}": -1}.get(text[i], 0)
-        if depth == 0:
-            return text[brace + 1 : i]
-    return text
+    """Content of the last ``\\boxed{...}`` (``\\fbox``, ``\\boxed 5``); else ``text``."""
+    boxed = last_box(text)
+    return text if boxed is None else boxed
 
 
 def _strip_wrapping(text: str) -> str:
